@@ -1,0 +1,282 @@
+"""The dispatcher: claim due rows, send them, record each outcome.
+
+One run reads: claim a batch (committed before any network I/O), send each
+row over one reused connection, record its outcome in its own short
+transaction, and decide whether to go on. A run ends when the queue is empty,
+when its time budget could not cover another batch, when a fault that is not
+the row's own (the server, the network, the account) stops it, or when it is
+asked to stop. Rows it claimed and did not try go back untouched.
+
+Delivery is at least once: a dispatcher that dies after the server accepted a
+message but before the row was marked leaves the row to be reclaimed when its
+lease expires, and the message is sent again with the same Message-ID.
+"""
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+
+from outbox import conf
+from outbox.claim import claim_batch, release, worker_name
+from outbox.classify import Action, Verdict, classify
+from outbox.emails import Envelope, render, to_email_message
+from outbox.models import ErrorKind, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    """What one run did; ``fault`` says why a delivery fault stopped it."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    released: int = 0
+    fault: str | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+    outcomes: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> str:
+        line = (
+            f"claimed={self.claimed} sent={self.sent} retried={self.retried} "
+            f"failed={self.failed} released={self.released} "
+            f"seconds={self.seconds:.2f}"
+        )
+        if self.fault:
+            line += f" stopped={self.fault!r}"
+        if self.interrupted:
+            line += " interrupted=yes"
+        return line
+
+
+class Dispatcher:
+    """Send due outbox rows through a Django email backend.
+
+    Every argument left as None falls back to the outbox setting of the same
+    meaning (see ``outbox.conf``).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        max_seconds: float | None = None,
+        lease_seconds: float | None = None,
+        max_attempts: int | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
+        transport: str | BaseEmailBackend | None = None,
+        transport_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.batch_size = _pick(batch_size, "OUTBOX_BATCH_SIZE", int)
+        self.max_seconds = _pick(max_seconds, "OUTBOX_MAX_SECONDS", float)
+        self.lease_seconds = _pick(lease_seconds, "OUTBOX_LEASE_SECONDS", float)
+        self.max_attempts = _pick(max_attempts, "OUTBOX_MAX_ATTEMPTS", int)
+        self.retry_base = _pick(retry_base, "OUTBOX_RETRY_BASE", float)
+        self.retry_cap = _pick(retry_cap, "OUTBOX_RETRY_CAP", float)
+        self.transport = transport or conf.get("OUTBOX_TRANSPORT")
+        self.transport_options = transport_options or {}
+        self.worker = worker_name()
+        self.stop_requested = threading.Event()
+
+    def request_stop(self) -> None:
+        """Finish the message in flight, give the rest back, and end the run."""
+        self.stop_requested.set()
+
+    # A run.
+
+    def run_once(self) -> RunReport:
+        report = RunReport()
+        started = time.monotonic()
+        backend = self._open_transport()
+        try:
+            while not self.stop_requested.is_set():
+                if not self._budget_covers_a_batch(report, started):
+                    break
+
+                batch = claim_batch(self.batch_size, self.lease_seconds, self.worker)
+                if not batch:
+                    break
+                report.claimed += len(batch)
+
+                self._send_batch(batch, backend, report, started)
+                if report.fault or len(batch) < self.batch_size:
+                    break
+        finally:
+            _close_quietly(backend)
+            report.interrupted = self.stop_requested.is_set()
+            report.seconds = time.monotonic() - started
+        logger.info("outbox.run_finished %s", report.summary())
+        return report
+
+    def run_forever(self, interval: float, on_report: Any = None) -> None:
+        """Run again and again until asked to stop; for development."""
+        while not self.stop_requested.is_set():
+            report = self.run_once()
+            if on_report is not None and (report.claimed or report.fault):
+                on_report(report)
+            if report.claimed and not report.fault:
+                continue
+            self.stop_requested.wait(interval)
+
+    def _budget_covers_a_batch(self, report: RunReport, started: float) -> bool:
+        elapsed = time.monotonic() - started
+        left = self.max_seconds - elapsed
+        if left <= 0:
+            return False
+        tried = report.sent + report.retried + report.failed
+        if not tried:
+            return True
+        # Judge by this run's own pace: a batch that would not finish inside
+        # the budget is better left to the next run than claimed and handed
+        # back.
+        per_message = elapsed / tried
+        return left >= per_message * self.batch_size
+
+    def _send_batch(
+        self,
+        batch: list[OutboxMessage],
+        backend: BaseEmailBackend,
+        report: RunReport,
+        started: float,
+    ) -> None:
+        for index, row in enumerate(batch):
+            out_of_time = time.monotonic() - started >= self.max_seconds
+            if self.stop_requested.is_set() or out_of_time:
+                report.released += release(batch[index:])
+                return
+
+            verdict = self._attempt(row, backend, report)
+            if verdict is not None and verdict.action is Action.STOP:
+                report.fault = verdict.text
+                report.released += release(batch[index + 1 :])
+                return
+
+    # One row.
+
+    def _attempt(
+        self, row: OutboxMessage, backend: BaseEmailBackend, report: RunReport
+    ) -> Verdict | None:
+        started = time.monotonic()
+        try:
+            message = to_email_message(row)
+            envelope = render(message)
+        # This is the poison boundary: whatever stops a row from becoming an
+        # email fails that row alone, so one bad row never halts the queue.
+        except Exception as exc:  # noqa: BLE001
+            verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, _one_line(exc))
+            self._record(row, verdict, report, started)
+            return verdict
+
+        try:
+            refused = _deliver(backend, envelope, message)
+        # The send boundary: every error of the transport is classified and
+        # recorded on the row; unexpected ones are logged with a traceback.
+        except Exception as exc:  # noqa: BLE001
+            verdict = classify(exc)
+            if verdict.kind is ErrorKind.INTERNAL:
+                logger.exception("outbox.internal_error row=%s", row.id)
+            self._record(row, verdict, report, started)
+            return verdict
+
+        written = row.mark_sent(refused)
+        report.sent += 1
+        report.outcomes[row.id] = "sent"
+        logger.info(
+            "outbox.sent row=%s attempt=%s refused=%s ms=%d%s",
+            row.id,
+            row.attempts,
+            len(refused),
+            _ms(started),
+            "" if written else " lost_claim=yes",
+        )
+        return None
+
+    def _record(
+        self,
+        row: OutboxMessage,
+        verdict: Verdict,
+        report: RunReport,
+        started: float,
+    ) -> None:
+        attempt = row.attempts + 1
+        out_of_attempts = attempt >= self.max_attempts
+        if verdict.action is Action.FAIL or out_of_attempts:
+            written = row.mark_failed(verdict.text, verdict.kind, verdict.code)
+            report.failed += 1
+            outcome = "failed"
+        else:
+            delay = self.backoff(attempt)
+            written = row.schedule_retry(delay, verdict.text, verdict.kind, verdict.code)
+            report.retried += 1
+            outcome = "retry"
+        report.outcomes[row.id] = outcome
+        log = logger.warning if outcome == "retry" else logger.error
+        log(
+            "outbox.%s row=%s attempt=%s kind=%s code=%s ms=%d%s",
+            outcome,
+            row.id,
+            attempt,
+            verdict.kind.value,
+            verdict.code,
+            _ms(started),
+            "" if written else " lost_claim=yes",
+        )
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Delay before retry ``attempt + 1``: exponential, capped, jittered.
+
+        The jitter keeps rows that failed together from coming due together.
+        """
+        ceiling = min(self.retry_cap, self.retry_base * 2 ** max(attempt - 1, 0))
+        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+    def _open_transport(self) -> BaseEmailBackend:
+        if isinstance(self.transport, BaseEmailBackend):
+            return self.transport
+        backend = get_connection(self.transport, **self.transport_options)
+        assert isinstance(backend, BaseEmailBackend)
+        return backend
+
+
+def _deliver(
+    backend: BaseEmailBackend, envelope: Envelope, message: Any
+) -> dict[str, Any]:
+    """Send through ``backend``; ours reports refused recipients, others can't."""
+    deliver = getattr(backend, "deliver", None)
+    if deliver is not None:
+        refused: dict[str, Any] = deliver(envelope)
+        return refused
+    if backend.send_messages([message]) != 1:
+        raise RuntimeError(f"{type(backend).__name__} did not send the message")
+    return {}
+
+
+def _close_quietly(backend: BaseEmailBackend) -> None:
+    try:
+        backend.close()
+    except OSError:
+        logger.warning("outbox.transport_close_failed")
+
+
+def _pick(value: Any, setting: str, kind: type) -> Any:
+    return kind(conf.get(setting) if value is None else value)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,156 @@
+"""Turn a Django ``EmailMessage`` into outbox fields and back.
+
+The row keeps the parts of the message rather than its rendered bytes, so the
+admin can show and search them; the Message-ID and Date are fixed when the mail
+is queued, so every attempt sends the same message.
+"""
+
+import base64
+import email
+from email.mime.base import MIMEBase
+from email.utils import formatdate, getaddresses, make_msgid
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.core.mail.message import sanitize_address
+
+from outbox import conf
+from outbox.exceptions import InvalidHeader, InvalidMessage, MessageBuildError
+
+# Headers with their own fields; the rest travel in ``headers``.
+_OWN_FIELDS = {"message-id", "from", "to", "cc", "reply-to"}
+
+
+def message_id_domain(from_email: str) -> str:
+    """Pick the Message-ID domain without asking DNS for the host's name."""
+    configured: str | None = conf.get("OUTBOX_MESSAGE_ID_DOMAIN")
+    if configured:
+        return configured
+    addresses = getaddresses([from_email])
+    if addresses and "@" in addresses[0][1]:
+        return addresses[0][1].rsplit("@", 1)[1]
+    return "localhost"
+
+
+def to_fields(message: EmailMessage) -> dict[str, Any]:
+    """Return the outbox field values that describe ``message``.
+
+    Raise InvalidMessage for what Django would refuse at send time anyway, so
+    the caller learns of it inside its own transaction.
+    """
+    recipients = message.recipients()
+    if not recipients:
+        raise InvalidMessage("the message has no recipients")
+    _check_single_line("From", message.from_email)
+    _check_single_line("Subject", message.subject)
+    for address in [*recipients, *message.reply_to]:
+        _check_single_line("address", address)
+    for name, value in message.extra_headers.items():
+        _check_single_line(name, name)
+        _check_single_line(name, value)
+
+    headers = {str(k): str(v) for k, v in message.extra_headers.items()}
+    lowered = {name.lower(): name for name in headers}
+    if "message-id" in lowered:
+        message_id = headers.pop(lowered["message-id"])
+    else:
+        message_id = make_msgid(domain=message_id_domain(message.from_email))
+    if "date" not in lowered:
+        headers["Date"] = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+
+    alternatives = getattr(message, "alternatives", [])
+    return {
+        "message_id": message_id,
+        "from_email": str(message.from_email),
+        "to": [str(a) for a in message.to],
+        "cc": [str(a) for a in message.cc],
+        "bcc": [str(a) for a in message.bcc],
+        "reply_to": [str(a) for a in message.reply_to],
+        "subject": str(message.subject),
+        "body": str(message.body),
+        "content_subtype": message.content_subtype,
+        "alternatives": [
+            {"content": str(content), "mimetype": mimetype}
+            for content, mimetype in alternatives
+        ],
+        "attachments": [_attachment_to_json(a) for a in message.attachments],
+        "headers": headers,
+    }
+
+
+def to_email_message(row: Any) -> EmailMultiAlternatives:
+    """Rebuild the email a row describes, ready for any Django backend."""
+    try:
+        message = EmailMultiAlternatives(
+            subject=row.subject,
+            body=row.body,
+            from_email=row.from_email,
+            to=row.to,
+            cc=row.cc,
+            bcc=row.bcc,
+            reply_to=row.reply_to,
+            headers={**row.headers, "Message-ID": row.message_id},
+            alternatives=[(a["content"], a["mimetype"]) for a in row.alternatives],
+        )
+        message.content_subtype = row.content_subtype
+        for item in row.attachments:
+            message.attachments.append(_attachment_from_json(item))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MessageBuildError(row.pk, str(exc)) from exc
+    return message
+
+
+def _check_single_line(name: str, value: object) -> None:
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise InvalidHeader(f"the {name} header holds a line break")
+
+
+def _attachment_to_json(attachment: Any) -> dict[str, str]:
+    if isinstance(attachment, MIMEBase):
+        return {"mime": attachment.as_string()}
+    filename, content, mimetype = attachment
+    if isinstance(content, bytes):
+        encoded = base64.b64encode(content).decode("ascii")
+        return {"filename": filename, "mimetype": mimetype, "base64": encoded}
+    return {"filename": filename, "mimetype": mimetype, "content": str(content)}
+
+
+def _attachment_from_json(item: dict[str, str]) -> Any:
+    if "mime" in item:
+        parsed = email.message_from_string(item["mime"])
+        part = MIMEBase(parsed.get_content_maintype(), parsed.get_content_subtype())
+        for name in list(part.keys()):
+            del part[name]
+        for name, value in parsed.items():
+            part[name] = value
+        part.set_payload(parsed.get_payload())
+        return part
+    content: str | bytes = (
+        base64.b64decode(item["base64"]) if "base64" in item else item["content"]
+    )
+    return (item["filename"], content, item["mimetype"])
+
+
+class Envelope(NamedTuple):
+    """A rendered email: what SMTP's MAIL, RCPT and DATA commands carry."""
+
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+def render(message: EmailMessage) -> Envelope:
+    """Render ``message`` the way Django's SMTP backend would send it.
+
+    Raise ValueError (or UnicodeError) for addresses or headers that cannot be
+    encoded; no network is involved, so the error belongs to the message.
+    """
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    sender = sanitize_address(message.from_email, encoding)
+    recipients = [sanitize_address(a, encoding) for a in message.recipients()]
+    if not recipients:
+        raise ValueError("the message has no recipients")
+    data = message.message().as_bytes(linesep="\r\n")
+    return Envelope(sender, recipients, data)

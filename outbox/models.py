@@ -1,0 +1,188 @@
+"""The outbox table: one row per email, from enqueue to its final state."""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    """Waiting for its next attempt time."""
+    SENDING = "sending", "Sending"
+    """Claimed by a dispatcher whose lease has not yet expired."""
+    SENT = "sent", "Sent"
+    """The server accepted the message for at least one recipient."""
+    FAILED = "failed", "Failed"
+    """Final: refused for good, unbuildable, or out of attempts."""
+    CANCELLED = "cancelled", "Cancelled"
+    """Final: an operator stopped it before it was sent."""
+
+
+class ErrorKind(models.TextChoices):
+    """What the last failed attempt ran into, for filtering and alerting."""
+
+    CONNECTION = "connection", "Connection or timeout"
+    UNCONFIRMED = "unconfirmed", "Possibly delivered (no reply after DATA)"
+    TEMPORARY = "temporary", "Temporary refusal (4xx)"
+    PERMANENT = "permanent", "Permanent refusal (5xx)"
+    AUTH = "auth", "Authentication or TLS"
+    THROTTLED = "throttled", "Server busy or quota reached"
+    BUILD = "build", "Message could not be built"
+    INTERNAL = "internal", "Unexpected error in the dispatcher"
+
+
+class OutboxQuerySet(models.QuerySet["OutboxMessage"]):
+    def due(self, now: datetime) -> "OutboxQuerySet":
+        """Pending rows whose next attempt time has come."""
+        return self.filter(status=Status.PENDING, next_attempt_at__lte=now)
+
+    def stale(self, now: datetime) -> "OutboxQuerySet":
+        """Rows claimed by a dispatcher whose lease has run out (it died)."""
+        return self.filter(status=Status.SENDING, lease_expires_at__lte=now)
+
+    def claimed_by(self, token: uuid.UUID) -> "OutboxQuerySet":
+        return self.filter(status=Status.SENDING, claim_token=token)
+
+
+class OutboxMessage(models.Model):
+    # What the email is: enough to rebuild it exactly (see outbox.emails).
+    message_id = models.CharField(max_length=255, db_index=True)
+    from_email = models.TextField()
+    to = models.JSONField(default=list, blank=True)
+    cc = models.JSONField(default=list, blank=True)
+    bcc = models.JSONField(default=list, blank=True)
+    reply_to = models.JSONField(default=list, blank=True)
+    subject = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    content_subtype = models.CharField(max_length=32, default="plain")
+    alternatives = models.JSONField(default=list, blank=True)
+    attachments = models.JSONField(default=list, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+
+    # Where it is in its life.
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    reclaims = models.PositiveIntegerField(
+        default=0, help_text="Times the row was taken back from a dispatcher that died."
+    )
+    unconfirmed_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Attempts where the server took the message but never replied.",
+    )
+    last_error = models.TextField(blank=True)
+    last_error_kind = models.CharField(
+        max_length=16, choices=ErrorKind.choices, blank=True
+    )
+    last_smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    refused_recipients = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OutboxQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "outbox message"
+        indexes = [
+            # Partial, so the due-rows query stays as fast with a million
+            # finished rows as with none.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status="pending"),
+                name="outbox_pending_due",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="sending"),
+                name="outbox_sending_lease",
+            ),
+            models.Index(fields=["status", "created_at"], name="outbox_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox message {self.pk} ({self.status})"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [*self.to, *self.cc, *self.bcc]
+
+    # Transitions of a claimed row. Each writes only while the row is still
+    # ours: a dispatcher that outlived its lease must not overwrite the outcome
+    # of the one that took the row over. Each returns whether it was written.
+
+    def mark_sent(self, refused: dict[str, Any] | None = None) -> bool:
+        now = timezone.now()
+        return self._record(
+            status=Status.SENT,
+            attempts=self.attempts + 1,
+            sent_at=now,
+            refused_recipients=refused or {},
+        )
+
+    def schedule_retry(
+        self,
+        delay: timedelta,
+        error: str,
+        kind: ErrorKind,
+        smtp_code: int | None = None,
+    ) -> bool:
+        now = timezone.now()
+        return self._record(
+            status=Status.PENDING,
+            attempts=self.attempts + 1,
+            next_attempt_at=now + delay,
+            last_error=error,
+            last_error_kind=kind,
+            last_smtp_code=smtp_code,
+            unconfirmed_attempts=self.unconfirmed_attempts
+            + (kind == ErrorKind.UNCONFIRMED),
+        )
+
+    def mark_failed(
+        self, error: str, kind: ErrorKind, smtp_code: int | None = None
+    ) -> bool:
+        now = timezone.now()
+        return self._record(
+            status=Status.FAILED,
+            attempts=self.attempts + 1,
+            failed_at=now,
+            last_error=error,
+            last_error_kind=kind,
+            last_smtp_code=smtp_code,
+            unconfirmed_attempts=self.unconfirmed_attempts
+            + (kind == ErrorKind.UNCONFIRMED),
+        )
+
+    def release(self) -> bool:
+        """Give an untried row back to the queue as it was before the claim."""
+        return self._record(status=Status.PENDING)
+
+    def _record(self, **changes: Any) -> bool:
+        if self.claim_token is None:
+            return False
+        changes.update(
+            claim_token=None, lease_expires_at=None, updated_at=timezone.now()
+        )
+        written = (
+            type(self)
+            .objects.claimed_by(self.claim_token)
+            .filter(pk=self.pk)
+            .update(**changes)
+        )
+        if written:
+            for field, value in changes.items():
+                setattr(self, field, value)
+        return written == 1

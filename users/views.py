@@ -1,0 +1,62 @@
+"""Pages of the account flow: sign up, activate, home."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
+from django.views.decorators.http import require_http_methods
+
+from users.forms import EMAIL_TAKEN, SignupForm
+from users.models import User
+from users.services import EmailAlreadyRegistered, register_user
+from users.tokens import TokenState, activation_tokens
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "users/home.html")
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            register_user(
+                email=form.cleaned_data["email"],
+                name=form.cleaned_data["name"],
+                password=form.cleaned_data["password1"],
+            )
+        except EmailAlreadyRegistered:
+            # A concurrent sign-up won the race after the form's own check.
+            form.add_error("email", EMAIL_TAKEN)
+        else:
+            return redirect("signup_done")
+    status = 400 if form.errors else 200
+    return render(request, "users/signup.html", {"form": form}, status=status)
+
+
+def signup_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "users/signup_done.html")
+
+
+def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    user = _user_from_uid(uidb64)
+    state = activation_tokens.state(user, token) if user else TokenState.INVALID
+    if user is None or state is TokenState.INVALID:
+        return render(request, "users/activation_invalid.html", status=400)
+    if user.is_active:
+        return render(request, "users/activation_already.html")
+    if state is TokenState.EXPIRED:
+        return render(request, "users/activation_expired.html", status=400)
+    user.activate()
+    messages.success(request, "Your account is active. You can log in now.")
+    return render(request, "users/activation_done.html")
+
+
+def _user_from_uid(uidb64: str) -> User | None:
+    try:
+        pk = int(force_str(urlsafe_base64_decode(uidb64)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return User.objects.filter(pk=pk).first()
