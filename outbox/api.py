@@ -28,4 +28,4 @@ def enqueue(message: EmailMessage, *, using: str | None = None) -> OutboxMessage
 
 
 def _in_atomic(using: str | None) -> bool:
-    return transaction.get_connection(using).in_atomic_block
+    return bool(transaction.get_connection(using).in_atomic_block)

@@ -78,12 +78,12 @@ class Dispatcher:
         transport: str | BaseEmailBackend | None = None,
         transport_options: dict[str, Any] | None = None,
     ) -> None:
-        self.batch_size = _pick(batch_size, "OUTBOX_BATCH_SIZE", int)
-        self.max_seconds = _pick(max_seconds, "OUTBOX_MAX_SECONDS", float)
-        self.lease_seconds = _pick(lease_seconds, "OUTBOX_LEASE_SECONDS", float)
-        self.max_attempts = _pick(max_attempts, "OUTBOX_MAX_ATTEMPTS", int)
-        self.retry_base = _pick(retry_base, "OUTBOX_RETRY_BASE", float)
-        self.retry_cap = _pick(retry_cap, "OUTBOX_RETRY_CAP", float)
+        self.batch_size = int(_pick(batch_size, "OUTBOX_BATCH_SIZE"))
+        self.max_seconds = float(_pick(max_seconds, "OUTBOX_MAX_SECONDS"))
+        self.lease_seconds = float(_pick(lease_seconds, "OUTBOX_LEASE_SECONDS"))
+        self.max_attempts = int(_pick(max_attempts, "OUTBOX_MAX_ATTEMPTS"))
+        self.retry_base = float(_pick(retry_base, "OUTBOX_RETRY_BASE"))
+        self.retry_cap = float(_pick(retry_cap, "OUTBOX_RETRY_CAP"))
         self.transport = transport or conf.get("OUTBOX_TRANSPORT")
         self.transport_options = transport_options or {}
         self.worker = worker_name()
@@ -116,7 +116,9 @@ class Dispatcher:
             _close_quietly(backend)
             report.interrupted = self.stop_requested.is_set()
             report.seconds = time.monotonic() - started
-        logger.info("outbox.run_finished %s", report.summary())
+        # An idle pass is routine in loop mode; keep INFO for runs that did work.
+        level = logging.INFO if report.claimed or report.fault else logging.DEBUG
+        logger.log(level, "outbox.run_finished %s", report.summary())
         return report
 
     def run_forever(self, interval: float, on_report: Any = None) -> None:
@@ -182,7 +184,7 @@ class Dispatcher:
             refused = _deliver(backend, envelope, message)
         # The send boundary: every error of the transport is classified and
         # recorded on the row; unexpected ones are logged with a traceback.
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             verdict = classify(exc)
             if verdict.kind is ErrorKind.INTERNAL:
                 logger.exception("outbox.internal_error row=%s", row.id)
@@ -217,7 +219,9 @@ class Dispatcher:
             outcome = "failed"
         else:
             delay = self.backoff(attempt)
-            written = row.schedule_retry(delay, verdict.text, verdict.kind, verdict.code)
+            written = row.schedule_retry(
+                delay, verdict.text, verdict.kind, verdict.code
+            )
             report.retried += 1
             outcome = "retry"
         report.outcomes[row.id] = outcome
@@ -269,8 +273,8 @@ def _close_quietly(backend: BaseEmailBackend) -> None:
         logger.warning("outbox.transport_close_failed")
 
 
-def _pick(value: Any, setting: str, kind: type) -> Any:
-    return kind(conf.get(setting) if value is None else value)
+def _pick(value: Any, setting: str) -> Any:
+    return conf.get(setting) if value is None else value
 
 
 def _one_line(exc: BaseException) -> str:

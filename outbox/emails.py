@@ -145,8 +145,17 @@ def render(message: EmailMessage) -> Envelope:
     """Render ``message`` the way Django's SMTP backend would send it.
 
     Raise ValueError (or UnicodeError) for addresses or headers that cannot be
-    encoded; no network is involved, so the error belongs to the message.
+    encoded; no network is involved, so the error belongs to the message. A
+    message without a Message-ID gets one here, from the sender's domain.
     """
+    if not any(name.lower() == "message-id" for name in message.extra_headers):
+        # Django would ask DNS for the host's name here, outside any timeout;
+        # the ID is kept on the message, so a resend reuses it.
+        domain = message_id_domain(str(message.from_email))
+        message.extra_headers = {
+            **message.extra_headers,
+            "Message-ID": make_msgid(domain=domain),
+        }
     encoding = message.encoding or settings.DEFAULT_CHARSET
     sender = sanitize_address(message.from_email, encoding)
     recipients = [sanitize_address(a, encoding) for a in message.recipients()]

@@ -9,6 +9,7 @@ off by the deadline leaves no socket behind for the next message to reuse.
 import logging
 import smtplib
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ class DeadlineSMTP(smtplib.SMTP):
 
     def __init__(self, host: str, port: int, *, deadline: Deadline, **kw: Any):
         self.deadline = deadline
+        self.server_hostname = host
         self.handed_over = False
         self._in_data = False
         super().__init__(host, port, **kw)
@@ -76,7 +78,7 @@ class DeadlineSMTP(smtplib.SMTP):
         finally:
             self._in_data = False
 
-    def send(self, s: str | bytes) -> None:
+    def send(self, s: Any) -> None:
         super().send(s)
         # smtplib sends the message body as bytes ending in CRLF.CRLF; the
         # DATA command itself goes out as a str.
@@ -95,7 +97,10 @@ class DeadlineSMTPSSL(DeadlineSMTP):
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = super()._get_socket(host, port, timeout)
-        return self.context.wrap_socket(sock, server_hostname=self._host)
+        wrapped: socket.socket = self.context.wrap_socket(
+            sock, server_hostname=self.server_hostname
+        )
+        return wrapped
 
 
 class DeadlineSMTPBackend(smtp.EmailBackend):
@@ -104,6 +109,10 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
     Options are constructor arguments; each left as None falls back to the
     Django or outbox setting of the same meaning.
     """
+
+    connection: DeadlineSMTP | None
+    _partial_connection: DeadlineSMTP | None
+    ssl_context: ssl.SSLContext  # a cached_property of Django's backend
 
     def __init__(
         self,

@@ -38,7 +38,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set (and DEBUG is off): set it in the environment "
             "or in the file named by PANACARE_ENV_FILE."
         )
-    SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105
+    SECRET_KEY = "django-insecure-development-only-key"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -129,7 +129,9 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # Every send_mail() of the site, password resets and admin error mail included,
 # becomes an outbox row; the dispatcher hands it to OUTBOX_TRANSPORT later.
 EMAIL_BACKEND = "outbox.backends.OutboxBackend"
-OUTBOX_TRANSPORT = env.str("OUTBOX_TRANSPORT", default="outbox.smtp.DeadlineSMTPBackend")
+OUTBOX_TRANSPORT = env.str(
+    "OUTBOX_TRANSPORT", default="outbox.smtp.DeadlineSMTPBackend"
+)
 EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
 EMAIL_PORT = env.int("EMAIL_PORT", default=1025)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
@@ -137,7 +139,9 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Panacare <no-reply@panacare.test>")
+DEFAULT_FROM_EMAIL = env.str(
+    "DEFAULT_FROM_EMAIL", default="Panacare <no-reply@panacare.test>"
+)
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Admin", address) for address in env.list("ADMINS", default=[])]
 

@@ -11,14 +11,16 @@ class UserCreateForm(AdminUserCreationForm):
         fields = ("email", "name")
 
 
-class UserEditForm(UserChangeForm):
+class UserEditForm(UserChangeForm[User]):
     class Meta:
         model = User
         fields = "__all__"
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+# django-stubs types UserAdmin for AbstractUser only; ours has no username and
+# the admin never touches one, so the runtime is fine.
+class UserAdmin(BaseUserAdmin[User]):  # type: ignore[type-var]
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ("-date_joined",)
@@ -27,11 +29,17 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ("email", "name")
     fieldsets = (
         (None, {"fields": ("email", "name", "password")}),
-        ("Status", {"fields": ("is_active", "activated_at", "is_staff", "is_superuser")}),
+        (
+            "Status",
+            {"fields": ("is_active", "activated_at", "is_staff", "is_superuser")},
+        ),
         ("Dates", {"fields": ("date_joined", "last_login")}),
         ("Permissions", {"fields": ("groups", "user_permissions")}),
     )
     add_fieldsets = (
-        (None, {"fields": ("email", "name", "usable_password", "password1", "password2")}),
+        (
+            None,
+            {"fields": ("email", "name", "usable_password", "password1", "password2")},
+        ),
     )
     readonly_fields = ("date_joined", "last_login", "activated_at")

@@ -47,7 +47,9 @@ class SignupForm(forms.Form):
         if password1 and password2 and password1 != password2:
             self.add_error("password2", "The two passwords differ.")
         elif password1:
-            candidate = User(email=cleaned.get("email", ""), name=cleaned.get("name", ""))
+            candidate = User(
+                email=cleaned.get("email", ""), name=cleaned.get("name", "")
+            )
             try:
                 password_validation.validate_password(password1, candidate)
             except ValidationError as exc:

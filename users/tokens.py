@@ -25,7 +25,7 @@ class TokenState(enum.Enum):
 class ActivationTokenGenerator(PasswordResetTokenGenerator):
     key_salt = "users.tokens.ActivationTokenGenerator"
 
-    def _make_hash_value(self, user: User, timestamp: int) -> str:  # type: ignore[override]
+    def _make_hash_value(self, user: User, timestamp: int) -> str:
         # Neither the password nor is_active is hashed: activating does not
         # invalidate the link, so a second click can say "already active".
         joined = user.date_joined.replace(microsecond=0, tzinfo=None)
@@ -51,7 +51,7 @@ class ActivationTokenGenerator(PasswordResetTokenGenerator):
             return TokenState.EXPIRED
         return TokenState.VALID
 
-    def check_token(self, user: User | None, token: str | None) -> bool:  # type: ignore[override]
+    def check_token(self, user: User | None, token: str | None) -> bool:
         if user is None or not token:
             return False
         return self.state(user, token) is TokenState.VALID

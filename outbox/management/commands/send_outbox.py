@@ -51,7 +51,9 @@ class Command(BaseCommand):
         for name in ("batch_size", "max_seconds", "interval"):
             value = options[name]
             if value is not None and value <= 0:
-                raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)
+                raise CommandError(
+                    f"--{name.replace('_', '-')} must be positive", returncode=2
+                )
 
         dispatcher = Dispatcher(
             batch_size=options["batch_size"], max_seconds=options["max_seconds"]
@@ -81,7 +83,9 @@ def _stop_on_signals(dispatcher: Dispatcher) -> Iterator[None]:
         # on another thread stops the dispatcher through request_stop().
         yield
         return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         yield
     finally:

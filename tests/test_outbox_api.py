@@ -1,0 +1,117 @@
+"""The outbox's public API and its email backend."""
+
+import pytest
+from django.core import mail
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, send_mail
+from django.db import transaction
+
+from outbox.api import enqueue
+from outbox.emails import render, to_email_message
+from outbox.exceptions import InvalidMessage
+from outbox.models import OutboxMessage, Status
+
+
+@pytest.mark.django_db
+def test_send_mail_inside_a_rolled_back_block_leaves_no_row():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        send_mail("Hello", "Body", None, ["ann@example.test"])
+        assert OutboxMessage.objects.count() == 1
+        raise RuntimeError("roll back")
+
+    assert OutboxMessage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_send_mail_queues_a_row_and_opens_no_connection(scripted):
+    silent = scripted(silent=True)
+
+    sent = send_mail("Hello", "Body", None, ["ann@example.test", "bob@example.test"])
+
+    assert sent == 1
+    row = OutboxMessage.objects.get()
+    assert row.status == Status.PENDING
+    assert row.to == ["ann@example.test", "bob@example.test"]
+    assert silent.connections == 0
+
+
+@pytest.mark.django_db
+def test_mail_admins_goes_through_the_outbox(settings):
+    settings.ADMINS = [("Ops", "ops@example.test")]
+
+    mail.mail_admins("Disk full", "Details", html_message="<p>Details</p>")
+
+    row = OutboxMessage.objects.get()
+    assert row.to == ["ops@example.test"]
+    assert row.alternatives == [{"content": "<p>Details</p>", "mimetype": "text/html"}]
+
+
+@pytest.mark.django_db
+def test_a_row_rebuilds_the_same_email_on_every_attempt():
+    original = EmailMultiAlternatives(
+        subject="Grüße",
+        body="Plain body",
+        from_email="Ops <ops@example.test>",
+        to=["Ann <ann@example.test>"],
+        cc=["cc@example.test"],
+        bcc=["bcc@example.test"],
+        reply_to=["reply@example.test"],
+        headers={"X-Tag": "signup"},
+    )
+    original.attach_alternative("<p>HTML body</p>", "text/html")
+    original.attach("notes.txt", "some notes", "text/plain")
+    original.attach("blob.bin", b"\x00\x01\x02", "application/octet-stream")
+
+    row = enqueue(original)
+    first = render(to_email_message(row))
+    second = render(to_email_message(OutboxMessage.objects.get(pk=row.pk)))
+
+    assert (
+        first.recipients
+        == second.recipients
+        == [
+            "Ann <ann@example.test>",
+            "cc@example.test",
+            "bcc@example.test",
+        ]
+    )
+    parsed = to_email_message(row).message()
+    assert parsed["Message-ID"] == row.message_id
+    assert parsed["Date"] == row.headers["Date"]
+    assert parsed["X-Tag"] == "signup"
+    assert "Bcc" not in parsed
+    # MIME boundaries are random per rendering; everything else is fixed.
+    assert first.data.count(b"notes.txt") == second.data.count(b"notes.txt") == 1
+    assert b"AAEC" in first.data  # base64 of the binary attachment
+
+
+@pytest.mark.django_db
+def test_message_id_domain_comes_from_the_sender_not_from_dns():
+    row = enqueue(
+        EmailMultiAlternatives("S", "B", "x@mail.panacare.test", ["a@example.test"])
+    )
+
+    assert row.message_id.endswith("@mail.panacare.test>")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"subject": "Hello\nBcc: victim@example.test"},
+        {"to": ["ann@example.test\r\nBcc: victim@example.test"]},
+        {"headers": {"X-Note": "one\ntwo"}},
+    ],
+)
+def test_enqueue_refuses_headers_with_line_breaks(field):
+    options = {"subject": "Hi", "body": "B", "to": ["ann@example.test"], **field}
+
+    with pytest.raises(BadHeaderError):
+        enqueue(EmailMultiAlternatives(**options))
+
+    assert OutboxMessage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_enqueue_refuses_a_message_without_recipients():
+    with pytest.raises(InvalidMessage):
+        enqueue(EmailMultiAlternatives("S", "B", "x@example.test", []))
