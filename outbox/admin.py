@@ -3,9 +3,27 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from outbox.models import OutboxMessage
+
+
+class ReclaimedFilter(admin.SimpleListFilter):
+    """Rows taken back from a dispatcher that died holding them."""
+
+    title = "reclaimed"
+    parameter_name = "reclaimed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Reclaimed"), ("no", "Never reclaimed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(reclaims__gt=0)
+        if self.value() == "no":
+            return queryset.filter(reclaims=0)
+        return queryset
 
 
 @admin.register(OutboxMessage)
@@ -19,7 +37,7 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
         "next_attempt_at",
         "created_at",
     )
-    list_filter = ("status", "last_error_kind")
+    list_filter = ("status", "last_error_kind", ReclaimedFilter)
     search_fields = ("to", "cc", "bcc", "subject", "message_id")
     ordering = ("-id",)
     date_hierarchy = "created_at"

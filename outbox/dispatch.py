@@ -212,7 +212,11 @@ class Dispatcher:
         started: float,
     ) -> None:
         attempt = row.attempts + 1
-        out_of_attempts = attempt >= self.max_attempts
+        # A message the server may already hold is never failed for that:
+        # failing it would tell the operator it was not delivered.
+        out_of_attempts = (
+            attempt >= self.max_attempts and verdict.kind is not ErrorKind.UNCONFIRMED
+        )
         if verdict.action is Action.FAIL or out_of_attempts:
             written = row.mark_failed(verdict.text, verdict.kind, verdict.code)
             report.failed += 1

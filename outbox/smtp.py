@@ -263,6 +263,7 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
             connection = self.connection
             assert isinstance(connection, DeadlineSMTP)
             deadline.watch(connection.sock)
+            connection.handed_over = False
             self._stage = "sending"
             try:
                 refused = connection.sendmail(*envelope)

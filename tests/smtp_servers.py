@@ -136,7 +136,7 @@ class SinkServer:
 HANG = "<hang>"
 """Read on, never answer."""
 CLOSE = "<close>"
-"""Close the connection without a word."""
+"""Close the connection without a word; after a reply, close once it is sent."""
 
 Reply = str | Callable[["ScriptedSession", str], str]
 
@@ -169,7 +169,9 @@ class ScriptedSMTPServer:
     """A plain-socket SMTP server whose every answer a test can script.
 
     ``replies`` maps a verb (and GREETING, END for the end of DATA) to a reply,
-    HANG, CLOSE, or a function of the session and the command line. ``drip``
+    HANG, CLOSE, a reply followed by CLOSE, or a function of the session and
+    the command line that returns one of those. ``after_reply`` is called with
+    each reply once it has been sent. ``drip``
     sends every reply one byte at a time at that interval. ``end_delay`` waits
     before answering the end of DATA. ``silent`` never sends a greeting.
     """
@@ -179,6 +181,7 @@ class ScriptedSMTPServer:
     end_delay: float = 0.0
     silent: bool = False
     close_in_data: bool = False
+    after_reply: Callable[[str], None] | None = None
     host: str = "127.0.0.1"
     port: int = 0
     connections: int = 0
@@ -304,15 +307,20 @@ class ScriptedSMTPServer:
             return False
         if reply == CLOSE:
             return False
+        close_after = reply.endswith(CLOSE)
+        if close_after:
+            reply = reply.removesuffix(CLOSE)
         payload = (reply + "\r\n").encode()
         if self.drip is None:
             conn.sendall(payload)
-            return True
-        for byte in payload:
-            if self._stop.wait(self.drip):
-                return False
-            conn.sendall(bytes([byte]))
-        return True
+        else:
+            for byte in payload:
+                if self._stop.wait(self.drip):
+                    return False
+                conn.sendall(bytes([byte]))
+        if self.after_reply is not None:
+            self.after_reply(reply)
+        return not close_after
 
     def _wait_for_client_close(self, reader: Any) -> None:
         while not self._stop.is_set():
