@@ -2,11 +2,13 @@
 
 A socket timeout bounds each read or write on its own, so a server that drips
 one byte at a time resets it forever. A ``Deadline`` bounds the whole send:
-when it passes, a timer thread shuts the watched socket down, which wakes any
-read or write blocked on it, plain or TLS. Calls that no socket shutdown can
-wake (name lookups) run in a helper thread that is abandoned when time is up.
+when it passes, a watchdog thread shuts the watched socket down, which wakes
+any read or write blocked on it, plain or TLS. Calls that no socket shutdown
+can wake (name lookups) run in a helper thread that is abandoned when time is
+up.
 """
 
+import math
 import socket
 import threading
 import time
@@ -26,11 +28,9 @@ class Deadline:
         self.expired = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> "Deadline":
-        self._timer.start()
+        _watchdog.arm(self)
         return self
 
     def __exit__(
@@ -39,7 +39,7 @@ class Deadline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._timer.cancel()
+        _watchdog.disarm(self)
         with self._lock:
             self._forget()
 
@@ -94,16 +94,65 @@ class Deadline:
             raise failure[0]
         return outcome[0]
 
+    def expire(self) -> None:
+        """Mark the deadline passed and wake whatever waits on its socket."""
+        with self._lock:
+            self.expired = True
+            if self._socket is not None:
+                _shutdown(self._socket)
+
     def _forget(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
 
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            if self._socket is not None:
-                _shutdown(self._socket)
+
+class _Watchdog:
+    """One thread per process that expires deadlines when they pass.
+
+    A thread per send would cost a thread start for every message, and its
+    start competes for the interpreter lock with the send itself. Deadlines
+    of one process are armed in order of expiry, so the watchdog is only
+    woken when it is idle; otherwise it wakes at the time it already knew.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._armed: set[Deadline] = set()
+        self._wakes_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: Deadline) -> None:
+        with self._changed:
+            self._armed.add(deadline)
+            if self._thread is None or not self._thread.is_alive():
+                # Also after a fork, which keeps the object but not the thread.
+                self._thread = threading.Thread(
+                    target=self._run, name="outbox-watchdog", daemon=True
+                )
+                self._thread.start()
+            if deadline.expires_at < self._wakes_at:
+                self._changed.notify()
+
+    def disarm(self, deadline: Deadline) -> None:
+        with self._changed:
+            self._armed.discard(deadline)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for deadline in [d for d in self._armed if d.expires_at <= now]:
+                    self._armed.discard(deadline)
+                    deadline.expire()
+                self._wakes_at = min(
+                    (d.expires_at for d in self._armed), default=math.inf
+                )
+                wait = None if self._wakes_at == math.inf else self._wakes_at - now
+                self._changed.wait(wait)
+
+
+_watchdog = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:

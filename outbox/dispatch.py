@@ -121,12 +121,10 @@ class Dispatcher:
         logger.log(level, "outbox.run_finished %s", report.summary())
         return report
 
-    def run_forever(self, interval: float, on_report: Any = None) -> None:
+    def run_forever(self, interval: float) -> None:
         """Run again and again until asked to stop; for development."""
         while not self.stop_requested.is_set():
             report = self.run_once()
-            if on_report is not None and (report.claimed or report.fault):
-                on_report(report)
             if report.claimed and not report.fault:
                 continue
             self.stop_requested.wait(interval)

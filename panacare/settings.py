@@ -175,4 +175,8 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["stdout"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's own console handler would print each of its lines twice.
+        "django": {"handlers": [], "propagate": True},
+    },
 }

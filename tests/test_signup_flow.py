@@ -159,3 +159,51 @@ def test_name_with_a_line_break_is_a_form_error(client):
     assert response.status_code == 400
     assert "Line breaks are not allowed" in response.content.decode()
     assert User.objects.count() == 0 and OutboxMessage.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_password_reset_mail_goes_through_the_outbox_and_its_link_works(
+    live_server, sink, settings
+):
+    settings.SITE_URL = live_server.url
+    User.objects.create_user(
+        email="jo@example.test", name="Jo", password=PASSWORD, is_active=True
+    )
+    browser = Browser(live_server.url)
+
+    page = browser.submit("/accounts/password/reset/", {"email": "JO@example.test"})
+    assert page.status == 200 and "Check your inbox" in page.text
+    assert sink.connections == 0
+
+    call_command("send_outbox")
+    [received] = sink.mailbox.wait_for(1)
+    text = received.message.get_body(preferencelist=("plain",)).get_content()
+    link = re.search(
+        re.escape(live_server.url) + r"/accounts/password/reset/\S+/", text
+    )
+    assert link, text
+
+    new_password = "another sturdy passphrase 43"
+    form_page = browser.get(link.group(0))
+    page = browser.submit(
+        form_page.url.removeprefix(live_server.url),
+        {"new_password1": new_password, "new_password2": new_password},
+    )
+    assert "Your password has been changed" in page.text
+    page = browser.submit(
+        "/accounts/login/", {"username": "jo@example.test", "password": new_password}
+    )
+    assert "You are logged in as" in page.text
+
+
+@pytest.mark.django_db
+def test_password_reset_for_an_unknown_address_looks_the_same_and_queues_nothing(
+    client,
+):
+    response = client.post(
+        "/accounts/password/reset/", {"email": "nobody@example.test"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("/accounts/password/reset/sent/")
+    assert OutboxMessage.objects.count() == 0

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from users.models import User
@@ -55,3 +56,13 @@ class SignupForm(forms.Form):
             except ValidationError as exc:
                 self.add_error("password1", exc)
         return cleaned
+
+
+class LoginForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        # Django's text says both fields may be case-sensitive; the email
+        # address is not.
+        "invalid_login": "Please enter a correct email address and password. "
+        "New accounts must be activated from the link in the email first.",
+    }

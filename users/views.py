@@ -1,6 +1,10 @@
 """Pages of the account flow: sign up, activate, home."""
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.encoding import force_str
@@ -60,3 +64,14 @@ def _user_from_uid(uidb64: str) -> User | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return User.objects.filter(pk=pk).first()
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view, with links built from SITE_URL like the activation mail."""
+
+    subject_template_name = "users/email/password_reset_subject.txt"
+    email_template_name = "users/email/password_reset.txt"
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        self.extra_email_context = {"site_url": settings.SITE_URL}
+        return super().form_valid(form)

@@ -60,7 +60,8 @@ class Command(BaseCommand):
         )
         with _stop_on_signals(dispatcher):
             if options["loop"]:
-                dispatcher.run_forever(options["interval"], on_report=self._report)
+                # Each pass that did work is logged; no summary lines on top.
+                dispatcher.run_forever(options["interval"])
                 return
             report = dispatcher.run_once()
         self._report(report)
