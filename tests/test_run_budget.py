@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from outbox import dispatch as dispatch_module
+from outbox.claim import claim_batch
 from outbox.models import OutboxMessage, Status
 from tests.smtp_servers import SinkServer
 
@@ -41,7 +42,7 @@ def test_huge_queue_is_taken_one_batch_at_a_time_and_the_run_stops_at_its_budget
         ]
     )
     in_flight_at_claim: list[int] = []
-    real_claim = dispatch_module.claim_batch
+    real_claim = claim_batch
 
     def claim_and_count(*args, **kwargs):
         in_flight_at_claim.append(
