@@ -46,11 +46,31 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
     def recipient_list(self, row: OutboxMessage) -> str:
         return ", ".join(row.recipients)
 
+    actions = ["retry_now", "cancel"]
+
+    @admin.action(
+        description="Retry now (due at once, attempts kept)", permissions=["operate"]
+    )
+    def retry_now(
+        self, request: HttpRequest, queryset: QuerySet[OutboxMessage]
+    ) -> None:
+        done = sum(row.retry_now() for row in queryset)
+        self.message_user(request, f"{done} message(s) will be sent on the next run.")
+
+    @admin.action(description="Cancel (never send)", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
+        done = sum(row.cancel() for row in queryset)
+        self.message_user(request, f"{done} pending message(s) cancelled.")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Acting on the queue takes the model's change permission."""
+        return request.user.has_perm("outbox.change_outboxmessage")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Viewing stays possible for users with the view permission; nobody

@@ -170,6 +170,33 @@ class OutboxMessage(models.Model):
         """Give an untried row back to the queue as it was before the claim."""
         return self._record(status=Status.PENDING)
 
+    # Operator transitions, for rows no dispatcher holds.
+
+    def cancel(self) -> bool:
+        """Stop a pending row for good; a row being sent is left alone."""
+        return self._operate(Status.PENDING, status=Status.CANCELLED)
+
+    def retry_now(self) -> bool:
+        """Make a pending or failed row due now, keeping its attempt count."""
+        now = timezone.now()
+        return self._operate(
+            [Status.PENDING, Status.FAILED],
+            status=Status.PENDING,
+            next_attempt_at=now,
+            failed_at=None,
+        )
+
+    def _operate(self, allowed: Status | list[Status], **changes: Any) -> bool:
+        statuses = allowed if isinstance(allowed, list) else [allowed]
+        changes["updated_at"] = timezone.now()
+        written = (
+            type(self).objects.filter(pk=self.pk, status__in=statuses).update(**changes)
+        )
+        if written:
+            for field, value in changes.items():
+                setattr(self, field, value)
+        return written == 1
+
     def _record(self, **changes: Any) -> bool:
         if self.claim_token is None:
             return False

@@ -134,7 +134,7 @@ class SinkServer:
 
 # Markers a scripted reply can be instead of text.
 HANG = "<hang>"
-"""Read on, never answer."""
+"""Never answer; after a reply, say nothing more once it is sent."""
 CLOSE = "<close>"
 """Close the connection without a word; after a reply, close once it is sent."""
 
@@ -308,8 +308,8 @@ class ScriptedSMTPServer:
         if reply == CLOSE:
             return False
         close_after = reply.endswith(CLOSE)
-        if close_after:
-            reply = reply.removesuffix(CLOSE)
+        hang_after = reply.endswith(HANG)
+        reply = reply.removesuffix(CLOSE).removesuffix(HANG)
         payload = (reply + "\r\n").encode()
         if self.drip is None:
             conn.sendall(payload)
@@ -320,6 +320,9 @@ class ScriptedSMTPServer:
                 conn.sendall(bytes([byte]))
         if self.after_reply is not None:
             self.after_reply(reply)
+        if hang_after:
+            self._stop.wait()
+            return False
         return not close_after
 
     def _wait_for_client_close(self, reader: Any) -> None:

@@ -13,6 +13,7 @@ from outbox.emails import render
 from outbox.exceptions import DeadlineExceeded
 from outbox.models import ErrorKind, Status
 from outbox.smtp import DeadlineSMTPBackend
+from tests.smtp_servers import HANG
 
 
 def envelope():
@@ -173,3 +174,56 @@ def test_message_ids_need_no_host_name_lookup(monkeypatch, fresh_fqdn_cache, db)
 
     assert calls == []
     assert row.message_id.endswith("@panacare.test>")
+
+
+def test_tls_handshake_that_never_completes_ends_at_the_deadline(scripted):
+    # Implicit TLS (port 465 style) against a server that never answers.
+    scripted(silent=True)
+    backend = DeadlineSMTPBackend(use_ssl=True, timeout=10, deadline=1)
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="connecting"):
+        backend.deliver(envelope())
+
+    assert time.monotonic() - started < 2
+    assert backend.connection is None
+
+
+def test_starttls_that_stalls_after_its_go_ahead_ends_at_the_deadline(scripted):
+    scripted(
+        replies={
+            "EHLO": "250-scripted.test\r\n250-STARTTLS\r\n250 8BITMIME",
+            "STARTTLS": "220 2.0.0 Ready to start TLS" + HANG,
+        }
+    )
+    backend = DeadlineSMTPBackend(use_tls=True, timeout=10, deadline=1)
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="starting TLS"):
+        backend.deliver(envelope())
+
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body_size", "kind", "unconfirmed"),
+    [(4_000_000, ErrorKind.CONNECTION, 0), (100, ErrorKind.UNCONFIRMED, 1)],
+    ids=["closed-before-the-end", "closed-after-the-end"],
+)
+def test_server_closing_during_data_is_unconfirmed_only_if_it_got_the_end(
+    scripted, make_row, dispatch, body_size, kind, unconfirmed
+):
+    # The server reads one line of the message and hangs up. A big message
+    # cannot all be written before that; a small one sits whole in the
+    # socket buffers, so the client cannot tell it was not read.
+    scripted(close_in_data=True)
+    row = make_row(body="line of text\n" * (body_size // 13))
+
+    report = dispatch()
+
+    row.refresh_from_db()
+    assert row.status == Status.PENDING and row.attempts == 1
+    assert row.last_error_kind == kind
+    assert row.unconfirmed_attempts == unconfirmed
+    assert report.fault
