@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
 
 from outbox import conf
 
@@ -66,6 +67,23 @@ def check_outbox_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 id="outbox.E005",
             )
         )
+    if int(conf.get("OUTBOX_MAX_ATTEMPTS")) < 1:
+        problems.append(
+            Error("OUTBOX_MAX_ATTEMPTS must be 1 or more.", id="outbox.E006")
+        )
+    transport = conf.get("OUTBOX_TRANSPORT")
+    try:
+        import_string(transport)
+    except ImportError:
+        problems.append(
+            Error(
+                f"OUTBOX_TRANSPORT names {transport!r}, which cannot be imported.",
+                hint="The default is outbox.smtp.DeadlineSMTPBackend.",
+                id="outbox.E007",
+            )
+        )
+    if transport == "outbox.smtp.DeadlineSMTPBackend":
+        problems.extend(_smtp_address_problems())
     if max_seconds >= period:
         problems.append(
             Warning(
@@ -73,6 +91,25 @@ def check_outbox_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 f"schedule period ({period:g} s).",
                 hint="Runs will overlap; that is safe, but they compete for rows.",
                 id="outbox.W001",
+            )
+        )
+    return problems
+
+
+def _smtp_address_problems() -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
+    if not str(settings.EMAIL_HOST).strip():
+        problems.append(
+            Error(
+                "EMAIL_HOST is empty.", hint="Name the SMTP server.", id="outbox.E008"
+            )
+        )
+    if not 1 <= int(settings.EMAIL_PORT) <= 65535:
+        problems.append(
+            Error(
+                f"EMAIL_PORT ({settings.EMAIL_PORT}) is not a TCP port.",
+                hint="Use 587 with EMAIL_USE_TLS or 465 with EMAIL_USE_SSL.",
+                id="outbox.E009",
             )
         )
     return problems

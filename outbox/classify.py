@@ -67,12 +67,13 @@ def _response(exc: smtplib.SMTPResponseException, text: str) -> Verdict:
         if 500 <= code < 600:
             return Verdict(Action.FAIL, ErrorKind.PERMANENT, code, text)
         return Verdict(Action.RETRY, ErrorKind.TEMPORARY, code, text)
-    if isinstance(exc, smtplib.SMTPSenderRefused) and 500 <= code < 600:
-        # The sender itself was refused (say 553, not allowed to send as
-        # this address): the same row will be refused again.
-        return Verdict(Action.FAIL, ErrorKind.PERMANENT, code, text)
-    # A 4xx to MAIL FROM, or an odd answer to EHLO, STARTTLS or the greeting,
-    # is about the server, not this message.
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        # The site sends as one address; a server that refuses it (say 553,
+        # not allowed to send as this address) would refuse every row, so
+        # this is for the operator to fix, not a reason to fail the queue.
+        return Verdict(Action.STOP, ErrorKind.SENDER, code, text)
+    # An odd answer to EHLO, STARTTLS or the greeting, or a line with no code
+    # at all (not an SMTP server), is about the server, not this message.
     return Verdict(Action.STOP, ErrorKind.CONNECTION, code, text)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
@@ -87,7 +88,31 @@ class Dispatcher:
         self.transport = transport or conf.get("OUTBOX_TRANSPORT")
         self.transport_options = transport_options or {}
         self.worker = worker_name()
+        self._check_lease_covers_a_run()
         self.stop_requested = threading.Event()
+
+    def _check_lease_covers_a_run(self) -> None:
+        """Refuse a run that could outlive its claims.
+
+        A row is held for at most the run budget plus one send; a shorter
+        lease lets another dispatcher reclaim rows this one is still sending.
+        """
+        deadline = getattr(self.transport, "deadline", None)
+        if deadline is None:
+            deadline = self.transport_options.get(
+                "deadline", conf.get("OUTBOX_SEND_DEADLINE")
+            )
+        held = self.max_seconds + float(deadline)
+        if self.lease_seconds < held:
+            raise ImproperlyConfigured(
+                f"OUTBOX_LEASE_SECONDS ({self.lease_seconds:g} s) is shorter than a "
+                f"run may hold a row (budget {self.max_seconds:g} s + send deadline "
+                f"{float(deadline):g} s)"
+            )
+        if self.batch_size < 1 or self.max_seconds <= 0 or self.max_attempts < 1:
+            raise ImproperlyConfigured(
+                "batch size, run budget and maximum attempts must be positive"
+            )
 
     def request_stop(self) -> None:
         """Finish the message in flight, give the rest back, and end the run."""
@@ -210,11 +235,13 @@ class Dispatcher:
         started: float,
     ) -> None:
         attempt = row.attempts + 1
-        # A message the server may already hold is never failed for that:
-        # failing it would tell the operator it was not delivered.
-        out_of_attempts = (
-            attempt >= self.max_attempts and verdict.kind is not ErrorKind.UNCONFIRMED
-        )
+        # An attempt the server may have delivered does not use up one of the
+        # row's attempts, so it is never what fails a row; it still counts up
+        # to a second allowance, so a server that always swallows the reply
+        # cannot keep a row going forever.
+        unconfirmed = row.unconfirmed_attempts + (verdict.kind is ErrorKind.UNCONFIRMED)
+        limit = self.max_attempts + min(unconfirmed, self.max_attempts)
+        out_of_attempts = attempt >= limit
         if verdict.action is Action.FAIL or out_of_attempts:
             written = row.mark_failed(verdict.text, verdict.kind, verdict.code)
             report.failed += 1

@@ -7,6 +7,7 @@ is queued, so every attempt sends the same message.
 
 import base64
 import email
+import re
 from email.mime.base import MIMEBase
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any, NamedTuple
@@ -42,13 +43,13 @@ def to_fields(message: EmailMessage) -> dict[str, Any]:
     recipients = message.recipients()
     if not recipients:
         raise InvalidMessage("the message has no recipients")
-    _check_single_line("From", message.from_email)
-    _check_single_line("Subject", message.subject)
+    _check_header_value("From", message.from_email)
+    _check_header_value("Subject", message.subject)
     for address in [*recipients, *message.reply_to]:
-        _check_single_line("address", address)
+        _check_header_value("address", address)
     for name, value in message.extra_headers.items():
-        _check_single_line(name, name)
-        _check_single_line(name, value)
+        _check_header_name(str(name))
+        _check_header_value(str(name), value)
 
     headers = {str(k): str(v) for k, v in message.extra_headers.items()}
     lowered = {name.lower(): name for name in headers}
@@ -101,10 +102,24 @@ def to_email_message(row: Any) -> EmailMultiAlternatives:
     return message
 
 
-def _check_single_line(name: str, value: object) -> None:
-    text = str(value)
-    if "\n" in text or "\r" in text:
-        raise InvalidHeader(f"the {name} header holds a line break")
+# RFC 5322 field names: printable ASCII but the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+# Everything Python's parser may take for the end of a line, not only CR and
+# LF: any of them would let a value start a header of its own.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _check_header_name(name: str) -> None:
+    if not _FIELD_NAME.fullmatch(name):
+        raise InvalidHeader(f"{name!r} is not a valid header name")
+
+
+def _check_header_value(name: str, value: object) -> None:
+    for char in str(value):
+        if char in _LINE_BREAKS:
+            raise InvalidHeader(f"the {name} header holds a line break")
+        if (ord(char) < 32 and char != "\t") or ord(char) == 127:
+            raise InvalidHeader(f"the {name} header holds a control character")
 
 
 def _attachment_to_json(attachment: Any) -> dict[str, str]:

@@ -8,6 +8,24 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+MAX_ERROR_LENGTH = 2000
+
+
+def storable(text: str) -> str:
+    """Make server-supplied text safe for any text column.
+
+    A reply may carry NUL or other control bytes (PostgreSQL refuses NUL in
+    text) and may be long; an outcome that cannot be written would leave the
+    row claimed and the message sent again after the lease.
+    """
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    return cleaned[:MAX_ERROR_LENGTH]
+
+
+def smtp_code(code: int | None) -> int | None:
+    """A reply code worth storing; smtplib says -1 for a line with no code."""
+    return code if isinstance(code, int) and 100 <= code <= 599 else None
+
 
 class Status(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -26,6 +44,7 @@ class ErrorKind(models.TextChoices):
     """What the last failed attempt ran into, for filtering and alerting."""
 
     CONNECTION = "connection", "Connection or timeout"
+    SENDER = "sender", "Sender refused (MAIL FROM)"
     UNCONFIRMED = "unconfirmed", "Possibly delivered (no reply after DATA)"
     TEMPORARY = "temporary", "Temporary refusal (4xx)"
     PERMANENT = "permanent", "Permanent refusal (5xx)"
@@ -123,13 +142,16 @@ class OutboxMessage(models.Model):
     # ours: a dispatcher that outlived its lease must not overwrite the outcome
     # of the one that took the row over. Each returns whether it was written.
 
-    def mark_sent(self, refused: dict[str, Any] | None = None) -> bool:
+    def mark_sent(self, refused: dict[str, tuple[int, str]] | None = None) -> bool:
         now = timezone.now()
         return self._record(
             status=Status.SENT,
             attempts=self.attempts + 1,
             sent_at=now,
-            refused_recipients=refused or {},
+            refused_recipients={
+                address: [smtp_code(code), storable(reply)]
+                for address, (code, reply) in (refused or {}).items()
+            },
         )
 
     def schedule_retry(
@@ -137,31 +159,29 @@ class OutboxMessage(models.Model):
         delay: timedelta,
         error: str,
         kind: ErrorKind,
-        smtp_code: int | None = None,
+        code: int | None = None,
     ) -> bool:
         now = timezone.now()
         return self._record(
             status=Status.PENDING,
             attempts=self.attempts + 1,
             next_attempt_at=now + delay,
-            last_error=error,
+            last_error=storable(error),
             last_error_kind=kind,
-            last_smtp_code=smtp_code,
+            last_smtp_code=smtp_code(code),
             unconfirmed_attempts=self.unconfirmed_attempts
             + (kind == ErrorKind.UNCONFIRMED),
         )
 
-    def mark_failed(
-        self, error: str, kind: ErrorKind, smtp_code: int | None = None
-    ) -> bool:
+    def mark_failed(self, error: str, kind: ErrorKind, code: int | None = None) -> bool:
         now = timezone.now()
         return self._record(
             status=Status.FAILED,
             attempts=self.attempts + 1,
             failed_at=now,
-            last_error=error,
+            last_error=storable(error),
             last_error_kind=kind,
-            last_smtp_code=smtp_code,
+            last_smtp_code=smtp_code(code),
             unconfirmed_attempts=self.unconfirmed_attempts
             + (kind == ErrorKind.UNCONFIRMED),
         )

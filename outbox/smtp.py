@@ -270,9 +270,13 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
             except (OSError, smtplib.SMTPException) as exc:
                 if _refusal_keeps_connection(exc, connection):
                     raise
-                handed_over = connection.handed_over
+                # Unconfirmed means no answer came; a reply, even 421, is an
+                # answer and is classified as such.
+                unanswered = connection.handed_over and not isinstance(
+                    exc, smtplib.SMTPResponseException
+                )
                 self._discard()
-                if handed_over:
+                if unanswered:
                     raise DeliveryUnconfirmed(exc) from exc
                 error = self._deadline_error(deadline, exc)
                 if error is not exc:

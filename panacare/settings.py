@@ -5,7 +5,10 @@ The environment file is found by an absolute path, so cron's bare environment
 finds the same configuration as an interactive shell.
 """
 
+import logging
+import math
 import os
+import zoneinfo
 from pathlib import Path
 
 import django_stubs_ext
@@ -29,7 +32,41 @@ if _env_file:
 elif (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DEBUG", default=False)
+
+def _bool(name: str, default: bool) -> bool:
+    """Read a yes/no setting; anything but the usual spellings is an error."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
+
+
+def _number(name: str, default: float, cast: type = float) -> float:
+    """Read a finite number; a typo stops start-up with one line."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value: float = cast(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a valid {cast.__name__}"
+        ) from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a finite number")
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    return int(_number(name, default, int))
+
+
+DEBUG = _bool("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -116,10 +153,16 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 # Seconds an activation link stays valid.
-ACTIVATION_TIMEOUT = env.int("ACTIVATION_TIMEOUT", default=3 * 24 * 3600)
+ACTIVATION_TIMEOUT = _int("ACTIVATION_TIMEOUT", default=3 * 24 * 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"TIME_ZONE={TIME_ZONE!r} is not a known time zone"
+    ) from None
 USE_I18N = True
 USE_TZ = True
 
@@ -133,12 +176,12 @@ OUTBOX_TRANSPORT = env.str(
     "OUTBOX_TRANSPORT", default="outbox.smtp.DeadlineSMTPBackend"
 )
 EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
-EMAIL_PORT = env.int("EMAIL_PORT", default=1025)
+EMAIL_PORT = _int("EMAIL_PORT", default=1025)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
-EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
-EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+EMAIL_USE_TLS = _bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = _bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = _number("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env.str(
     "DEFAULT_FROM_EMAIL", default="Panacare <no-reply@panacare.test>"
 )
@@ -147,19 +190,25 @@ ADMINS = [("Admin", address) for address in env.list("ADMINS", default=[])]
 
 # Only values that differ from outbox.conf's defaults need to appear here; these
 # are read from the environment so the operator's names stay stable.
-OUTBOX_SEND_DEADLINE = env.float("OUTBOX_SEND_DEADLINE", default=30.0)
-OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=20)
-OUTBOX_MAX_SECONDS = env.float("OUTBOX_MAX_SECONDS", default=50.0)
-OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=900.0)
-OUTBOX_RETRY_BASE = env.float("OUTBOX_RETRY_BASE", default=60.0)
-OUTBOX_RETRY_CAP = env.float("OUTBOX_RETRY_CAP", default=3600.0)
-OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
+OUTBOX_SEND_DEADLINE = _number("OUTBOX_SEND_DEADLINE", default=30.0)
+OUTBOX_BATCH_SIZE = _int("OUTBOX_BATCH_SIZE", default=20)
+OUTBOX_MAX_SECONDS = _number("OUTBOX_MAX_SECONDS", default=50.0)
+OUTBOX_LEASE_SECONDS = _number("OUTBOX_LEASE_SECONDS", default=900.0)
+OUTBOX_RETRY_BASE = _number("OUTBOX_RETRY_BASE", default=60.0)
+OUTBOX_RETRY_CAP = _number("OUTBOX_RETRY_CAP", default=3600.0)
+OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", default=10)
 
 # The dispatcher every minute; its run budget (OUTBOX_MAX_SECONDS) stays below
 # the period so runs rarely overlap, and overlapping runs are safe anyway.
 CRONJOBS = [
     ("* * * * *", "django.core.management.call_command", ["send_outbox"]),
 ]
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if not isinstance(logging.getLevelName(LOG_LEVEL), int):
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
 
 LOGGING = {
     "version": 1,
@@ -174,7 +223,7 @@ LOGGING = {
             "formatter": "line",
         },
     },
-    "root": {"handlers": ["stdout"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own console handler would print each of its lines twice.
         "django": {"handlers": [], "propagate": True},

@@ -331,3 +331,117 @@ def test_outcome_is_not_written_over_a_claim_that_was_taken_over(sink, make_row)
 
     assert mine.mark_sent() is False
     assert OutboxMessage.objects.get(pk=mine.pk).status == Status.SENDING
+
+
+# Replies that are not what SMTP promises still leave a recorded outcome.
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "replies",
+    [
+        {"GREETING": "SSH-2.0-OpenSSH_9.2"},
+        {"RCPT": "xyz garbage"},
+        {"RCPT": "550 5.1.1 no\x00such user"},
+        {"END": "451 " + "very long reply " * 500},
+    ],
+    ids=["not-smtp", "no-code", "nul-byte", "huge-reply"],
+)
+def test_odd_replies_are_recorded_and_nothing_stays_claimed(
+    scripted, make_row, dispatch, replies
+):
+    scripted(replies=replies)
+    make_row(), make_row()
+
+    dispatch()
+
+    assert not OutboxMessage.objects.filter(status=Status.SENDING).exists()
+    for row in OutboxMessage.objects.exclude(attempts=0):
+        assert row.last_error and "\x00" not in row.last_error
+        assert len(row.last_error) <= 2000
+        assert row.last_smtp_code is None or 100 <= row.last_smtp_code <= 599
+
+
+@pytest.mark.django_db
+def test_partly_refused_message_with_an_odd_reply_is_sent_once(
+    scripted, make_row, dispatch
+):
+    def rcpt(session, line):
+        return "550 5.1.1 no\x00such user" if "bad@" in line else "250 2.1.5 OK"
+
+    server = scripted(replies={"RCPT": rcpt})
+    row = make_row(to=["good@example.test", "bad@example.test"])
+
+    dispatch()
+
+    row.refresh_from_db()
+    assert row.status == Status.SENT
+    assert row.refused_recipients == {"bad@example.test": [550, "5.1.1 no such user"]}
+    assert len(server.mailbox) == 1
+
+
+@pytest.mark.django_db
+def test_refused_sender_stops_the_run_instead_of_failing_the_queue(
+    scripted, make_row, dispatch
+):
+    scripted(replies={"MAIL": "553 5.7.1 Sender not allowed"})
+    rows = [make_row() for _ in range(5)]
+
+    report = dispatch()
+
+    assert report.fault and report.failed == 0
+    assert statuses() == [("pending", 1)] + [("pending", 0)] * 4
+    rows[0].refresh_from_db()
+    assert rows[0].last_error_kind == ErrorKind.SENDER
+
+
+@pytest.mark.django_db
+def test_421_at_the_end_of_data_is_an_answer_not_a_possible_delivery(
+    scripted, make_row, dispatch
+):
+    scripted(replies={"END": "421 4.7.0 Try again later" + CLOSE})
+    row = make_row()
+
+    for _ in range(2):
+        OutboxMessage.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+        dispatch(max_attempts=2)
+
+    row.refresh_from_db()
+    assert row.last_error_kind == ErrorKind.THROTTLED and row.last_smtp_code == 421
+    assert row.unconfirmed_attempts == 0
+    assert (row.status, row.attempts) == (Status.FAILED, 2)
+
+
+@pytest.mark.django_db
+def test_server_that_never_confirms_cannot_keep_a_row_forever(
+    scripted, make_row, dispatch
+):
+    scripted(replies={"END": CLOSE})
+    row = make_row()
+
+    for _ in range(10):
+        OutboxMessage.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+        dispatch(max_attempts=2)
+
+    row.refresh_from_db()
+    # One unconfirmed attempt never fails a row; a second allowance bounds it.
+    assert (row.status, row.attempts, row.unconfirmed_attempts) == (
+        Status.FAILED,
+        4,
+        4,
+    )
+
+
+@pytest.mark.django_db
+def test_run_budget_longer_than_the_lease_is_refused_before_claiming(
+    make_row, settings
+):
+    settings.OUTBOX_LEASE_SECONDS = 60
+    make_row()
+
+    with pytest.raises(CommandError) as refused:
+        call_command("send_outbox", "--max-seconds", "600")
+
+    assert refused.value.returncode == 2
+    assert "OUTBOX_LEASE_SECONDS" in str(refused.value)
+    assert OutboxMessage.objects.get().status == Status.PENDING

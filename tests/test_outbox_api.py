@@ -100,9 +100,24 @@ def test_message_id_domain_comes_from_the_sender_not_from_dns():
         {"subject": "Hello\nBcc: victim@example.test"},
         {"to": ["ann@example.test\r\nBcc: victim@example.test"]},
         {"headers": {"X-Note": "one\ntwo"}},
+        {"headers": {"X-Note": "one\x0btwo"}},
+        {"headers": {"X-Note": "one\u2028two"}},
+        {"headers": {"X-Note": "nul\x00byte"}},
+        {"headers": {"X Bad": "1"}},
+        {"headers": {"X-Bad:": "1"}},
+    ],
+    ids=[
+        "subject-lf",
+        "address-crlf",
+        "value-lf",
+        "value-vertical-tab",
+        "value-line-separator",
+        "value-nul",
+        "name-space",
+        "name-colon",
     ],
 )
-def test_enqueue_refuses_headers_with_line_breaks(field):
+def test_enqueue_refuses_headers_that_could_break_the_message(field):
     options = {"subject": "Hi", "body": "B", "to": ["ann@example.test"], **field}
 
     with pytest.raises(BadHeaderError):

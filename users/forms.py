@@ -1,15 +1,21 @@
 """The sign-up form."""
 
+import unicodedata
 from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.core.mail.message import sanitize_address
+from django.core.validators import validate_email
 
 from users.models import User
 
 EMAIL_TAKEN = "An account with this email address already exists."
+# Control, format (zero-width and the like), surrogate, private, unassigned,
+# and line or paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def reject_line_breaks(value: str) -> None:
@@ -18,8 +24,46 @@ def reject_line_breaks(value: str) -> None:
         raise ValidationError("Line breaks are not allowed here.", code="line_break")
 
 
+def deliverable_address(value: str) -> str:
+    """Return the one spelling of an address that mail can be sent to.
+
+    Look-alike forms (full-width letters, invisible characters) are folded or
+    refused, so two accounts never share one mailbox; the result is checked
+    with the same code that later writes it into the message.
+    """
+    email = unicodedata.normalize("NFKC", value).strip()
+    if any(unicodedata.category(char) in _INVISIBLE for char in email):
+        raise ValidationError(
+            "The address holds invisible or control characters.", code="invisible"
+        )
+    local_part = email.rpartition("@")[0]
+    if not local_part.isascii():
+        raise ValidationError(
+            "Use an address whose part before the @ has only plain letters, "
+            "digits and punctuation (A-Z, 0-9).",
+            code="non_ascii_local_part",
+        )
+    email = User.objects.normalize_email(email)
+    if len(email) > 254:
+        raise ValidationError("This address is too long.", code="too_long")
+    validate_email(email)
+    try:
+        sanitize_address(email, "utf-8")
+    except (ValueError, UnicodeError):
+        raise ValidationError(
+            "Mail cannot be sent to this address.", code="undeliverable"
+        ) from None
+    return email
+
+
 class SignupForm(forms.Form):
-    email = forms.EmailField(max_length=254, label="Email address")
+    # A plain field: deliverable_address() validates, so that its clearer
+    # messages are not pre-empted by Django's generic "Enter a valid email".
+    email = forms.CharField(
+        max_length=254,
+        label="Email address",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
     name = forms.CharField(
         max_length=150, label="Your name", validators=[reject_line_breaks]
     )
@@ -36,7 +80,7 @@ class SignupForm(forms.Form):
     )
 
     def clean_email(self) -> str:
-        email: str = User.objects.normalize_email(self.cleaned_data["email"])
+        email = deliverable_address(self.cleaned_data["email"])
         if User.objects.filter(email__iexact=email).exists():
             raise ValidationError(EMAIL_TAKEN, code="email_taken")
         return email

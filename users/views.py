@@ -21,9 +21,11 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "users/home.html")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    form = SignupForm(request.POST or None)
+    # A POST is always bound, even with an empty body, so it is answered
+    # with the form's errors and a 400 rather than a fresh form.
+    form = SignupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             register_user(

@@ -12,10 +12,13 @@ from types import FrameType
 from typing import Any
 
 from django.core.checks import ERROR
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from outbox.checks import check_outbox_settings
 from outbox.dispatch import Dispatcher, RunReport
+from outbox.models import OutboxMessage
 
 
 class Command(BaseCommand):
@@ -55,9 +58,13 @@ class Command(BaseCommand):
                     f"--{name.replace('_', '-')} must be positive", returncode=2
                 )
 
-        dispatcher = Dispatcher(
-            batch_size=options["batch_size"], max_seconds=options["max_seconds"]
-        )
+        try:
+            dispatcher = Dispatcher(
+                batch_size=options["batch_size"], max_seconds=options["max_seconds"]
+            )
+            _check_database()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc), returncode=2) from exc
         with _stop_on_signals(dispatcher):
             if options["loop"]:
                 # Each pass that did work is logged; no summary lines on top.
@@ -70,6 +77,19 @@ class Command(BaseCommand):
 
     def _report(self, report: RunReport) -> None:
         self.stdout.write(report.summary())
+
+
+def _check_database() -> None:
+    """Fail with one line, not a traceback, when the outbox table is out of reach."""
+    try:
+        OutboxMessage.objects.exists()
+    except DatabaseError as exc:
+        detail = str(exc).strip().splitlines()
+        raise ImproperlyConfigured(
+            f"the outbox table cannot be read ({type(exc).__name__}: "
+            f"{detail[0] if detail else 'no detail'}); check DATABASE_URL and run "
+            "manage.py migrate"
+        ) from exc
 
 
 @contextmanager
