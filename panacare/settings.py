@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -154,6 +155,17 @@ LOGOUT_REDIRECT_URL = "home"
 
 # Seconds an activation link stays valid.
 ACTIVATION_TIMEOUT = _int("ACTIVATION_TIMEOUT", default=3 * 24 * 3600)
+# At most one activation mail per account in this many seconds.
+ACTIVATION_RESEND_INTERVAL = _int("ACTIVATION_RESEND_INTERVAL", default=5 * 60)
+# Requests per client address, as "count/period" with period s, m, h or d
+# (such as "10/h"); empty turns the limit off.
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="10/h")
+RESEND_RATE_LIMIT = env.str("RESEND_RATE_LIMIT", default="5/h")
+
+# Rate-limit counters live here. The default is per process; with several
+# gunicorn workers point CACHE_URL at a shared cache (redis://, or dbcache://
+# after manage.py createcachetable) so that the limit holds across them.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

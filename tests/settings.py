@@ -12,6 +12,10 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/panaca
 from panacare.settings import *  # noqa: F403
 
 ALLOWED_HOSTS = ["*"]
+# whitenoise serves STATIC_ROOT and warns when it does not exist.
+STATIC_ROOT = BASE_DIR / "var" / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests aim every SMTP connection at servers they start on 127.0.0.1.
 EMAIL_HOST = "127.0.0.1"
@@ -19,3 +23,6 @@ EMAIL_PORT = 9  # discard port: a test that forgets to set one fails fast
 EMAIL_TIMEOUT = 2.0
 OUTBOX_SEND_DEADLINE = 5.0
 OUTBOX_RETRY_BASE = 60.0
+# Limits off, except in the tests about them, which set their own.
+SIGNUP_RATE_LIMIT = ""
+RESEND_RATE_LIMIT = ""

@@ -107,6 +107,36 @@ class LoginForm(AuthenticationForm):
         **AuthenticationForm.error_messages,
         # Django's text says both fields may be case-sensitive; the email
         # address is not.
-        "invalid_login": "Please enter a correct email address and password. "
-        "New accounts must be activated from the link in the email first.",
+        "invalid_login": "Please enter a correct email address and password.",
+        "not_activated": "This account is not active yet. Open the link in the "
+        "email we sent you, or ask for a new link below.",
     }
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except ValidationError as error:
+            if error.code == "invalid_login" and self._right_password_not_active():
+                raise ValidationError(
+                    self.error_messages["not_activated"], code="not_activated"
+                ) from None
+            raise
+
+    def _right_password_not_active(self) -> bool:
+        # Only someone who knows the password learns the account is inactive.
+        user = User.objects.filter(
+            email__iexact=self.cleaned_data.get("username") or ""
+        ).first()
+        password = self.cleaned_data.get("password") or ""
+        return bool(user and not user.is_active and user.check_password(password))
+
+
+class ResendActivationForm(forms.Form):
+    email = forms.CharField(
+        max_length=254,
+        label="Email address",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    def clean_email(self) -> str:
+        return deliverable_address(self.cleaned_data["email"])

@@ -44,6 +44,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
+    activation_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last activation mail was queued."
+    )
 
     objects = UserManager()
 

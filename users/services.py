@@ -5,12 +5,15 @@ the outbox; no request opens an SMTP connection.
 """
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
@@ -34,7 +37,12 @@ def register_user(*, email: str, name: str, password: str) -> User:
     """
     try:
         with transaction.atomic():
-            user = User.objects.create_user(email=email, name=name, password=password)
+            user = User.objects.create_user(
+                email=email,
+                name=name,
+                password=password,
+                activation_sent_at=timezone.now(),
+            )
             row = send_activation(user)
     except IntegrityError as exc:
         if User.objects.filter(email__iexact=email).exists():
@@ -42,6 +50,36 @@ def register_user(*, email: str, name: str, password: str) -> User:
         raise
     logger.info("users.signed_up user=%s outbox_row=%s", user.pk, row.pk)
     return user
+
+
+def resend_activation(email: str) -> bool:
+    """Queue a new activation mail for an inactive account; say whether it did.
+
+    At most one mail per account per ACTIVATION_RESEND_INTERVAL: the update
+    that moves ``activation_sent_at`` is the claim, so two requests at once
+    cannot both queue one. Callers answer the same whatever this returns, so
+    the response tells nobody whether the address has an account.
+    """
+    now = timezone.now()
+    interval = timedelta(seconds=settings.ACTIVATION_RESEND_INTERVAL)
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=email, is_active=False).first()
+        if user is None:
+            return False
+        claimed = (
+            User.objects.filter(pk=user.pk, is_active=False)
+            .filter(
+                Q(activation_sent_at__isnull=True)
+                | Q(activation_sent_at__lte=now - interval)
+            )
+            .update(activation_sent_at=now)
+        )
+        if not claimed:
+            logger.info("users.activation_resend_skipped user=%s", user.pk)
+            return False
+        row = send_activation(user)
+    logger.info("users.activation_resent user=%s outbox_row=%s", user.pk, row.pk)
+    return True
 
 
 def send_activation(user: User) -> OutboxMessage:

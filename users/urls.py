@@ -8,6 +8,7 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("signup/done/", views.signup_done, name="signup_done"),
     path("activate/<str:uidb64>/<str:token>/", views.activate, name="activate"),
+    path("activation/resend/", views.resend_activation, name="resend_activation"),
     path(
         "login/",
         auth_views.LoginView.as_view(authentication_form=LoginForm),

@@ -11,8 +11,10 @@ from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from django.views.decorators.http import require_http_methods
 
-from users.forms import EMAIL_TAKEN, SignupForm
+from users import services
+from users.forms import EMAIL_TAKEN, ResendActivationForm, SignupForm
 from users.models import User
+from users.ratelimit import limit_posts
 from users.services import EmailAlreadyRegistered, register_user
 from users.tokens import TokenState, activation_tokens
 
@@ -21,7 +23,12 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "users/home.html")
 
 
+def rate_limited(request: HttpRequest) -> HttpResponse:
+    return render(request, "users/rate_limited.html", status=429)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
+@limit_posts("signup", "SIGNUP_RATE_LIMIT", rate_limited)
 def signup(request: HttpRequest) -> HttpResponse:
     # A POST is always bound, even with an empty body, so it is answered
     # with the form's errors and a 400 rather than a fresh form.
@@ -54,10 +61,26 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     if user.is_active:
         return render(request, "users/activation_already.html")
     if state is TokenState.EXPIRED:
-        return render(request, "users/activation_expired.html", status=400)
+        form = ResendActivationForm(initial={"email": user.email})
+        return render(
+            request, "users/activation_expired.html", {"form": form}, status=400
+        )
     user.activate()
     messages.success(request, "Your account is active. You can log in now.")
     return render(request, "users/activation_done.html")
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@limit_posts("resend", "RESEND_RATE_LIMIT", rate_limited)
+def resend_activation(request: HttpRequest) -> HttpResponse:
+    form = ResendActivationForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        services.resend_activation(form.cleaned_data["email"])
+        # The same page whether or not a mail was queued: nothing here says
+        # which addresses have accounts.
+        return render(request, "users/resend_done.html")
+    status = 400 if form.errors else 200
+    return render(request, "users/resend.html", {"form": form}, status=status)
 
 
 def _user_from_uid(uidb64: str) -> User | None:

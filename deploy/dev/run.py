@@ -26,9 +26,10 @@ def main() -> int:
     env.setdefault("SITE_URL", f"http://127.0.0.1:{http_port}")
 
     manage = [PYTHON, str(ROOT / "manage.py")]
-    migrated = subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT)
-    if migrated.returncode != 0:
-        return migrated.returncode
+    for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v0"]):
+        done = subprocess.run([*manage, *step], env=env, cwd=ROOT)
+        if done.returncode != 0:
+            return done.returncode
 
     commands = {
         "mail sink": [

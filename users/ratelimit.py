@@ -1,0 +1,73 @@
+"""Per-client request limits on Django's cache.
+
+A fixed window per client address: the first request of a window adds the
+counter, the rest increment it. Backends with atomic increments (Redis,
+memcached, the local-memory cache within one process) count exactly; others
+may let a few extra requests through under a race, never block too many.
+"""
+
+import re
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int] | None:
+    """Turn "10/h" (or "10/15m") into (10, 3600); empty means no limit."""
+    if not rate.strip():
+        return None
+    match = _RATE.fullmatch(rate)
+    if match is None:
+        raise ImproperlyConfigured(
+            f"rate limit {rate!r} is not of the form count/period, such as 10/h"
+        )
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _SECONDS[unit]
+
+
+def allow(scope: str, client: str, rate: str) -> bool:
+    """Count one request of ``client`` in ``scope``; False once over ``rate``."""
+    limit = parse_rate(rate)
+    if limit is None:
+        return True
+    count, period = limit
+    window = int(time.time() // period)
+    key = f"ratelimit:{scope}:{client}:{window}"
+    cache.add(key, 0, timeout=period + 1)
+    try:
+        used = cache.incr(key)
+    except ValueError:  # evicted between add() and incr()
+        cache.set(key, 1, timeout=period + 1)
+        used = 1
+    return used <= count
+
+
+def limit_posts(
+    scope: str, setting: str, refuse: Callable[[HttpRequest], HttpResponse]
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Limit POSTs to a view by client address, with the rate read at call time."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "POST":
+                # Behind a reverse proxy this is the proxy's address, so all
+                # clients share one count until the deploy kit (#5) passes
+                # the client's own address through.
+                client = request.META.get("REMOTE_ADDR") or "unknown"
+                if not allow(scope, client, getattr(settings, setting)):
+                    return refuse(request)
+            return view(request, *args, **kwargs)
+
+        return limited
+
+    return decorate
