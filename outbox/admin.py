@@ -1,12 +1,28 @@
-"""The outbox in Django's admin: a read-only view of every queued email."""
+"""The outbox console in Django's admin.
 
+Read-only: mail is never added or edited by hand. Staff with the view
+permission see the queue, its health and each row's history; bodies hold
+live account links, so reading them takes a permission of its own, and
+without it every link is shown redacted.
+"""
+
+import re
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
-from outbox.models import OutboxMessage
+from outbox.health import queue_health
+from outbox.models import OutboxAttempt, OutboxMessage
+
+BODY_FIELDS = ("body", "alternatives", "attachments")
+_LINK = re.compile(r"(https?://[^/\s\"'<>]+)[^\s\"'<>]*")
+
+
+def redact_links(text: str) -> str:
+    """Keep each link's site, drop its path: the path is where tokens live."""
+    return _LINK.sub(r"\1/[link redacted]", text)
 
 
 class ReclaimedFilter(admin.SimpleListFilter):
@@ -26,6 +42,26 @@ class ReclaimedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AttemptInline(admin.TabularInline[OutboxAttempt, OutboxMessage]):
+    model = OutboxAttempt
+    fields = (
+        "number",
+        "started_at",
+        "outcome",
+        "smtp_code",
+        "error_kind",
+        "error",
+        "duration_ms",
+        "worker",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
     list_display = (
@@ -36,17 +72,43 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
         "attempts",
         "next_attempt_at",
         "created_at",
+        "last_error_kind",
     )
-    list_filter = ("status", "last_error_kind", ReclaimedFilter)
+    list_filter = ("status", "last_error_kind", ReclaimedFilter, "created_at")
     search_fields = ("to", "cc", "bcc", "subject", "message_id")
     ordering = ("-id",)
     date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+    actions = ["retry_now", "cancel"]
+    change_list_template = "admin/outbox/outboxmessage/change_list.html"
 
     @admin.display(description="Recipients")
     def recipient_list(self, row: OutboxMessage) -> str:
         return ", ".join(row.recipients)
 
-    actions = ["retry_now", "cancel"]
+    @admin.display(description="Body (links redacted)")
+    def body_redacted(self, row: OutboxMessage) -> str:
+        return redact_links(row.body)
+
+    @admin.display(description="HTML part (links redacted)")
+    def html_redacted(self, row: OutboxMessage) -> str:
+        return "\n\n".join(redact_links(a["content"]) for a in row.alternatives)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "queue_health": queue_health()}
+        return super().changelist_view(request, extra_context=context)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        names = [field.name for field in self.model._meta.fields]
+        if self._may_read_bodies(request):
+            return names
+        hidden = [name for name in names if name not in BODY_FIELDS]
+        return [*hidden, "body_redacted", "html_redacted"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
 
     @admin.action(
         description="Retry now (due at once, attempts kept)", permissions=["operate"]
@@ -62,17 +124,17 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
         done = sum(row.cancel() for row in queryset)
         self.message_user(request, f"{done} pending message(s) cancelled.")
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     def has_operate_permission(self, request: HttpRequest) -> bool:
         """Acting on the queue takes the model's change permission."""
         return request.user.has_perm("outbox.change_outboxmessage")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Viewing stays possible for users with the view permission; nobody
         # edits mail by hand.
         return False
+
+    def _may_read_bodies(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("outbox.view_outboxmessage_body")

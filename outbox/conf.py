@@ -29,6 +29,12 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_MESSAGE_ID_DOMAIN": None,
     # How often cron starts a run, to check the run budget against.
     "OUTBOX_SCHEDULE_PERIOD": 60.0,
+    # Overrides of outbox.health.Thresholds for outbox_status, by field name.
+    "OUTBOX_STATUS_THRESHOLDS": {},
+    # Days after which finished rows may be purged, and after which the
+    # bodies of sent rows (personal data, live links) are blanked.
+    "OUTBOX_PURGE_AFTER_DAYS": 30,
+    "OUTBOX_BLANK_SENT_AFTER_DAYS": 7,
 }
 
 

@@ -17,18 +17,28 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import timezone
 
 from outbox import conf
 from outbox.claim import claim_batch, release, worker_name
 from outbox.classify import Action, Verdict, classify
 from outbox.emails import Envelope, render, to_email_message
-from outbox.models import ErrorKind, OutboxMessage
+from outbox.models import (
+    AttemptOutcome,
+    ErrorKind,
+    OutboxAttempt,
+    OutboxMessage,
+    RunOutcome,
+    smtp_code,
+    storable,
+)
+from outbox.runs import record_run
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +47,7 @@ logger = logging.getLogger(__name__)
 class RunReport:
     """What one run did; ``fault`` says why a delivery fault stopped it."""
 
+    started_at: datetime = field(default_factory=timezone.now)
     claimed: int = 0
     sent: int = 0
     retried: int = 0
@@ -89,6 +100,8 @@ class Dispatcher:
         self.transport_options = transport_options or {}
         self.worker = worker_name()
         self._check_lease_covers_a_run()
+        self._recorded_at: float | None = None
+        self._history: list[OutboxAttempt] = []
         self.stop_requested = threading.Event()
 
     def _check_lease_covers_a_run(self) -> None:
@@ -121,7 +134,7 @@ class Dispatcher:
     # A run.
 
     def run_once(self) -> RunReport:
-        report = RunReport()
+        report = RunReport(started_at=timezone.now())
         started = time.monotonic()
         backend = self._open_transport()
         try:
@@ -144,7 +157,26 @@ class Dispatcher:
         # An idle pass is routine in loop mode; keep INFO for runs that did work.
         level = logging.INFO if report.claimed or report.fault else logging.DEBUG
         logger.log(level, "outbox.run_finished %s", report.summary())
+        self._heartbeat(report)
         return report
+
+    def _heartbeat(self, report: RunReport) -> None:
+        """Record the run; for idle passes of a loop, once a minute is enough."""
+        now = time.monotonic()
+        idle = not report.claimed and not report.fault
+        if idle and self._recorded_at is not None and now - self._recorded_at < 60:
+            return
+        record_run(
+            worker=self.worker,
+            started_at=report.started_at,
+            claimed=report.claimed,
+            sent=report.sent,
+            retried=report.retried,
+            failed=report.failed,
+            outcome=RunOutcome.FAULT if report.fault else RunOutcome.OK,
+            detail=report.fault or "",
+        )
+        self._recorded_at = now
 
     def run_forever(self, interval: float) -> None:
         """Run again and again until asked to stop; for development."""
@@ -175,17 +207,23 @@ class Dispatcher:
         report: RunReport,
         started: float,
     ) -> None:
-        for index, row in enumerate(batch):
-            out_of_time = time.monotonic() - started >= self.max_seconds
-            if self.stop_requested.is_set() or out_of_time:
-                report.released += release(batch[index:])
-                return
+        try:
+            for index, row in enumerate(batch):
+                out_of_time = time.monotonic() - started >= self.max_seconds
+                if self.stop_requested.is_set() or out_of_time:
+                    report.released += release(batch[index:])
+                    return
 
-            verdict = self._attempt(row, backend, report)
-            if verdict is not None and verdict.action is Action.STOP:
-                report.fault = verdict.text
-                report.released += release(batch[index + 1 :])
-                return
+                verdict = self._attempt(row, backend, report)
+                if verdict is not None and verdict.action is Action.STOP:
+                    report.fault = verdict.text
+                    report.released += release(batch[index + 1 :])
+                    return
+        finally:
+            # One insert per batch, after the outcomes: history is for
+            # reading, and must not slow or endanger the outcomes.
+            OutboxAttempt.objects.bulk_create(self._history)
+            self._history = []
 
     # One row.
 
@@ -193,6 +231,7 @@ class Dispatcher:
         self, row: OutboxMessage, backend: BaseEmailBackend, report: RunReport
     ) -> Verdict | None:
         started = time.monotonic()
+        started_at = timezone.now()
         try:
             message = to_email_message(row)
             envelope = render(message)
@@ -200,7 +239,7 @@ class Dispatcher:
         # email fails that row alone, so one bad row never halts the queue.
         except Exception as exc:  # noqa: BLE001
             verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, _one_line(exc))
-            self._record(row, verdict, report, started)
+            self._record(row, verdict, report, started, started_at)
             return verdict
 
         try:
@@ -211,10 +250,12 @@ class Dispatcher:
             verdict = classify(exc)
             if verdict.kind is ErrorKind.INTERNAL:
                 logger.exception("outbox.internal_error row=%s", row.id)
-            self._record(row, verdict, report, started)
+            self._record(row, verdict, report, started, started_at)
             return verdict
 
+        number = row.attempts + 1
         written = row.mark_sent(refused)
+        self._remember(row, number, started_at, started, AttemptOutcome.SENT)
         report.sent += 1
         report.outcomes[row.id] = "sent"
         logger.info(
@@ -233,6 +274,7 @@ class Dispatcher:
         verdict: Verdict,
         report: RunReport,
         started: float,
+        started_at: datetime,
     ) -> None:
         attempt = row.attempts + 1
         # An attempt the server may have delivered does not use up one of the
@@ -254,6 +296,14 @@ class Dispatcher:
             report.retried += 1
             outcome = "retry"
         report.outcomes[row.id] = outcome
+        self._remember(
+            row,
+            attempt,
+            started_at,
+            started,
+            AttemptOutcome.FAILED if outcome == "failed" else AttemptOutcome.RETRY,
+            verdict,
+        )
         log = logger.warning if outcome == "retry" else logger.error
         log(
             "outbox.%s row=%s attempt=%s kind=%s code=%s ms=%d%s",
@@ -264,6 +314,29 @@ class Dispatcher:
             verdict.code,
             _ms(started),
             "" if written else " lost_claim=yes",
+        )
+
+    def _remember(
+        self,
+        row: OutboxMessage,
+        number: int,
+        started_at: datetime,
+        started: float,
+        outcome: AttemptOutcome,
+        verdict: Verdict | None = None,
+    ) -> None:
+        self._history.append(
+            OutboxAttempt(
+                message_id=row.id,
+                number=number,
+                started_at=started_at,
+                duration_ms=_ms(started),
+                outcome=outcome,
+                smtp_code=smtp_code(verdict.code) if verdict else None,
+                error_kind=verdict.kind if verdict else "",
+                error=storable(verdict.text) if verdict else "",
+                worker=self.worker,
+            )
         )
 
     def backoff(self, attempt: int) -> timedelta:

@@ -115,6 +115,12 @@ class OutboxMessage(models.Model):
 
     class Meta:
         verbose_name = "outbox message"
+        permissions = [
+            (
+                "view_outboxmessage_body",
+                "Can read message bodies, account links included",
+            )
+        ]
         indexes = [
             # Partial, so the due-rows query stays as fast with a million
             # finished rows as with none.
@@ -233,3 +239,64 @@ class OutboxMessage(models.Model):
             for field, value in changes.items():
                 setattr(self, field, value)
         return written == 1
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent", "Sent"
+    """The server accepted the message."""
+    RETRY = "retry", "Retry later"
+    """A temporary failure; the row went back to pending."""
+    FAILED = "failed", "Failed"
+    """A permanent failure, or the last allowed attempt."""
+
+
+class OutboxAttempt(models.Model):
+    """One try at sending one row, for the history an operator reads.
+
+    Written per batch after its outcomes: a dispatcher that dies mid-batch
+    loses these lines of history, never an outcome.
+    """
+
+    message = models.ForeignKey(
+        OutboxMessage, on_delete=models.CASCADE, related_name="history"
+    )
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of row {self.message_id}: {self.outcome}"
+
+
+class RunOutcome(models.TextChoices):
+    OK = "ok", "Worked"
+    """Ran to the end of the queue, its budget, or a stop request."""
+    FAULT = "fault", "Stopped by a delivery fault"
+    """The server, the network or the account stopped the run."""
+    MISCONFIGURED = "misconfigured", "Refused to start"
+    """The configuration cannot work."""
+
+
+class DispatcherRun(models.Model):
+    """One run of send_outbox: the heartbeat that shows cron is alive."""
+
+    worker = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(db_index=True)
+    claimed = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=RunOutcome.choices)
+    detail = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"run {self.pk} on {self.worker}: {self.outcome}"

@@ -8,6 +8,7 @@ finds the same configuration as an interactive shell.
 import logging
 import math
 import os
+import shlex
 import zoneinfo
 from pathlib import Path
 
@@ -212,9 +213,25 @@ OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", default=10)
 
 # The dispatcher every minute; its run budget (OUTBOX_MAX_SECONDS) stays below
 # the period so runs rarely overlap, and overlapping runs are safe anyway.
+# The purge once a day. `manage.py crontab add` installs both.
 CRONJOBS = [
-    ("* * * * *", "django.core.management.call_command", ["send_outbox"]),
+    ("* * * * *", "outbox.cron.send_outbox"),
+    ("17 3 * * *", "outbox.cron.purge_outbox"),
 ]
+# Cron starts jobs with an almost empty environment and in the home folder:
+# name manage.py and the environment file by absolute paths, and append each
+# run's output to a log in a known place.
+CRON_LOG_FILE = Path(
+    env.str("CRON_LOG_FILE", default=str(BASE_DIR / "var" / "cron.log"))
+)
+CRONTAB_DJANGO_MANAGE_PATH = str(BASE_DIR / "manage.py")
+CRONTAB_COMMAND_PREFIX = " ".join(
+    [
+        f"mkdir -p {shlex.quote(str(CRON_LOG_FILE.parent))} &&",
+        f"PANACARE_ENV_FILE={shlex.quote(_env_file)}" if _env_file else "",
+    ]
+)
+CRONTAB_COMMAND_SUFFIX = f">> {shlex.quote(str(CRON_LOG_FILE))} 2>&1"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 if not isinstance(logging.getLevelName(LOG_LEVEL), int):
