@@ -81,6 +81,8 @@ def claim_batch(
                 row.reclaims,
                 row.attempts,
             )
+        else:
+            logger.info("outbox.claimed row=%s attempt=%s", row.id, row.attempts + 1)
     return claimed
 
 

@@ -77,6 +77,8 @@ if not SECRET_KEY:
             "or in the file named by PANACARE_ENV_FILE."
         )
     SECRET_KEY = "django-insecure-development-only-key"
+# Old keys stay valid for links already sent while a new key is rolled out.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -162,6 +164,10 @@ ACTIVATION_RESEND_INTERVAL = _int("ACTIVATION_RESEND_INTERVAL", default=5 * 60)
 # (such as "10/h"); empty turns the limit off.
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="10/h")
 RESEND_RATE_LIMIT = env.str("RESEND_RATE_LIMIT", default="5/h")
+# The request header a trusted reverse proxy puts the client's address in
+# (X-Real-IP with deploy/nginx.conf.example); empty uses the socket's address.
+# Set it only when the site is reachable through that proxy alone.
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
 # Rate-limit counters live here. The default is per process; with several
 # gunicorn workers point CACHE_URL at a shared cache (redis://, or dbcache://

@@ -177,3 +177,24 @@ def test_empty_limit_turns_limiting_off(client, settings):
     }
 
     assert statuses == {202}
+
+
+@pytest.mark.django_db
+def test_behind_a_proxy_clients_are_told_apart_by_the_header_it_sets(
+    client, limits, settings
+):
+    settings.CLIENT_IP_HEADER = "X-Real-IP"
+
+    def resend(address):
+        return client.post(
+            RESEND,
+            json.dumps({"email": "a@example.test"}),
+            content_type="application/json",
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_REAL_IP=address,
+        ).status_code
+
+    first_client = [resend("198.51.100.7") for _ in range(3)]
+    second_client = resend("198.51.100.8")
+
+    assert first_client == [202, 202, 429] and second_client == 202

@@ -269,3 +269,24 @@ def test_healthz_is_503_when_the_database_does_not_answer():
     )
 
     assert done.stdout.strip().splitlines()[-1] == "503", done.stderr
+
+
+@pytest.mark.django_db
+def test_log_lines_name_rows_never_addresses_subjects_or_links(
+    sink, make_row, dispatch, caplog
+):
+    from users.services import register_user
+
+    caplog.set_level("INFO")
+    register_user(email="pat@example.test", name="Pat", password="a sturdy pass 42")
+    make_row(to=["ann@example.test"], subject="Secret subject")
+
+    dispatch()
+
+    ours = [r for r in caplog.records if r.name.split(".")[0] in {"outbox", "users"}]
+    text = "\n".join(record.getMessage() for record in ours)
+    for event in ("outbox.enqueued", "outbox.claimed", "outbox.sent", "run_finished"):
+        assert event in text
+    assert "row=" in text and "ms=" in text
+    for leak in ("@example.test", "Secret subject", "/accounts/activate/", "Pat"):
+        assert leak not in text

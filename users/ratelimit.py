@@ -51,6 +51,22 @@ def allow(scope: str, client: str, rate: str) -> bool:
     return used <= count
 
 
+def client_address(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or the header a trusted proxy sets.
+
+    Behind nginx every request comes from the proxy; CLIENT_IP_HEADER names
+    the header nginx fills in (deploy/nginx.conf.example sets X-Real-IP and
+    overwrites any value a client sent).
+    """
+    header = settings.CLIENT_IP_HEADER
+    if header:
+        meta_key = "HTTP_" + header.upper().replace("-", "_")
+        forwarded = str(request.META.get(meta_key, "")).strip()
+        if forwarded:
+            return forwarded
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
 def limit_posts(
     scope: str, setting: str, refuse: Callable[[HttpRequest], HttpResponse]
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -60,10 +76,7 @@ def limit_posts(
         @wraps(view)
         def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method == "POST":
-                # Behind a reverse proxy this is the proxy's address, so all
-                # clients share one count until the deploy kit (#5) passes
-                # the client's own address through.
-                client = request.META.get("REMOTE_ADDR") or "unknown"
+                client = client_address(request)
                 if not allow(scope, client, getattr(settings, setting)):
                     return refuse(request)
             return view(request, *args, **kwargs)
