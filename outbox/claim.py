@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from outbox.limits import SendingLimits, budget, lock_for_budget
 from outbox.models import OutboxMessage, Status
 
 logger = logging.getLogger(__name__)
@@ -28,18 +29,31 @@ def worker_name() -> str:
 
 
 def claim_batch(
-    size: int, lease_seconds: float, worker: str | None = None
+    size: int,
+    lease_seconds: float,
+    worker: str | None = None,
+    limits: SendingLimits | None = None,
 ) -> list[OutboxMessage]:
-    """Claim up to ``size`` due rows and return them, oldest due first.
+    """Claim up to ``size`` due rows and return them in the order to send.
 
     Rows whose lease expired (their dispatcher died) come first and count as
-    reclaimed; then pending rows whose next attempt time has come.
+    reclaimed; then pending rows whose next attempt time has come, highest
+    priority first, oldest due first within a priority. Sending ``limits``
+    can shrink the batch, down to nothing.
     """
     now = timezone.now()
     token = uuid.uuid4()
     rows = OutboxMessage.objects
 
     with transaction.atomic():
+        if limits is not None and limits.active:
+            lock_for_budget()
+            room = budget(limits, now).room
+            if room is not None and room < size:
+                size = room
+            if size <= 0:
+                logger.info("outbox.limit_reached")
+                return []
         stale = list(
             rows.stale(now)
             .order_by("lease_expires_at", "id")
@@ -50,7 +64,7 @@ def claim_batch(
         if len(stale) < size:
             due = list(
                 rows.due(now)
-                .order_by("next_attempt_at", "id")
+                .order_by("priority", "next_attempt_at", "id")
                 .select_for_update(skip_locked=True)
                 .values_list("id", flat=True)[: size - len(stale)]
             )
@@ -71,7 +85,7 @@ def claim_batch(
             + Case(When(status=Status.SENDING, then=Value(1)), default=Value(0)),
         )
 
-    claimed = list(rows.claimed_by(token).order_by("next_attempt_at", "id"))
+    claimed = list(rows.claimed_by(token).order_by("priority", "next_attempt_at", "id"))
     stale_ids = set(stale)
     for row in claimed:
         if row.id in stale_ids:

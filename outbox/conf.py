@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_MESSAGE_ID_DOMAIN": None,
     # How often cron starts a run, to check the run budget against.
     "OUTBOX_SCHEDULE_PERIOD": 60.0,
+    # Sending limits shared by all dispatchers: messages per minute and per
+    # 24 hours; 0 or None for none. Reaching one makes rows wait, never fail.
+    "OUTBOX_RATE_LIMIT": None,
+    "OUTBOX_DAILY_LIMIT": None,
     # Overrides of outbox.health.Thresholds for outbox_status, by field name.
     "OUTBOX_STATUS_THRESHOLDS": {},
     # Days after which finished rows may be purged, and after which the

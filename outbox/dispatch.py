@@ -29,6 +29,7 @@ from outbox import conf
 from outbox.claim import claim_batch, release, worker_name
 from outbox.classify import Action, Verdict, classify
 from outbox.emails import Envelope, render, to_email_message
+from outbox.limits import SendingLimits
 from outbox.models import (
     AttemptOutcome,
     ErrorKind,
@@ -89,6 +90,7 @@ class Dispatcher:
         retry_cap: float | None = None,
         transport: str | BaseEmailBackend | None = None,
         transport_options: dict[str, Any] | None = None,
+        limits: SendingLimits | None = None,
     ) -> None:
         self.batch_size = int(_pick(batch_size, "OUTBOX_BATCH_SIZE"))
         self.max_seconds = float(_pick(max_seconds, "OUTBOX_MAX_SECONDS"))
@@ -98,6 +100,7 @@ class Dispatcher:
         self.retry_cap = float(_pick(retry_cap, "OUTBOX_RETRY_CAP"))
         self.transport = transport or conf.get("OUTBOX_TRANSPORT")
         self.transport_options = transport_options or {}
+        self.limits = limits or SendingLimits.from_settings()
         self.worker = worker_name()
         self._check_lease_covers_a_run()
         self._recorded_at: float | None = None
@@ -142,7 +145,9 @@ class Dispatcher:
                 if not self._budget_covers_a_batch(report, started):
                     break
 
-                batch = claim_batch(self.batch_size, self.lease_seconds, self.worker)
+                batch = claim_batch(
+                    self.batch_size, self.lease_seconds, self.worker, self.limits
+                )
                 if not batch:
                     break
                 report.claimed += len(batch)

@@ -12,6 +12,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from outbox import conf
+from outbox.limits import SendingLimits, budget
 from outbox.models import DispatcherRun, OutboxMessage, Status
 
 
@@ -48,6 +49,8 @@ class QueueHealth:
     last_run_at: datetime | None
     last_run_outcome: str | None
     last_send_at: datetime | None
+    daily_used: int = 0
+    daily_limit: int | None = None
     state: State = State.OK
     reasons: list[str] = field(default_factory=list)
 
@@ -73,6 +76,8 @@ class QueueHealth:
             f"failed_24h={self.failed_24h}",
             f"last_run={age(self.last_run_at)}",
             f"last_send={age(self.last_send_at)}",
+            f"sent_24h={self.daily_used}"
+            + (f"/{self.daily_limit}" if self.daily_limit else ""),
         ]
         head = f"OUTBOX {self.state.name}"
         if self.reasons:
@@ -94,6 +99,7 @@ def queue_health(thresholds: Thresholds | None = None) -> QueueHealth:
     last_send = (
         DispatcherRun.objects.filter(sent__gt=0).order_by("-finished_at").first()
     )
+    limits = SendingLimits.from_settings()
     health = QueueHealth(
         counts=counts,
         oldest_due_seconds=(now - oldest).total_seconds() if oldest else None,
@@ -104,6 +110,8 @@ def queue_health(thresholds: Thresholds | None = None) -> QueueHealth:
         last_run_at=last_run.finished_at if last_run else None,
         last_run_outcome=last_run.outcome if last_run else None,
         last_send_at=last_send.finished_at if last_send else None,
+        daily_used=budget(limits, now).used_day,
+        daily_limit=limits.per_day,
     )
     _judge(health, thresholds, now)
     return health

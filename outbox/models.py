@@ -40,6 +40,14 @@ class Status(models.TextChoices):
     """Final: an operator stopped it before it was sent."""
 
 
+class Priority(models.IntegerChoices):
+    """Lower goes first: a person waiting on a link beats a newsletter."""
+
+    ACCOUNT = 0, "Account mail (activation, password reset)"
+    NORMAL = 5, "Normal"
+    BULK = 9, "Bulk"
+
+
 class ErrorKind(models.TextChoices):
     """What the last failed attempt ran into, for filtering and alerting."""
 
@@ -83,6 +91,9 @@ class OutboxMessage(models.Model):
     headers = models.JSONField(default=dict, blank=True)
 
     # Where it is in its life.
+    priority = models.PositiveSmallIntegerField(
+        choices=Priority.choices, default=Priority.NORMAL
+    )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING
     )
@@ -125,9 +136,16 @@ class OutboxMessage(models.Model):
             # Partial, so the due-rows query stays as fast with a million
             # finished rows as with none.
             models.Index(
-                fields=["next_attempt_at", "id"],
+                fields=["priority", "next_attempt_at", "id"],
                 condition=Q(status="pending"),
                 name="outbox_pending_due",
+            ),
+            # Sending limits count recent sends; finished history beyond the
+            # window is never read.
+            models.Index(
+                fields=["sent_at"],
+                condition=Q(status="sent"),
+                name="outbox_sent_at",
             ),
             models.Index(
                 fields=["lease_expires_at"],

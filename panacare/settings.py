@@ -216,6 +216,9 @@ OUTBOX_LEASE_SECONDS = _number("OUTBOX_LEASE_SECONDS", default=900.0)
 OUTBOX_RETRY_BASE = _number("OUTBOX_RETRY_BASE", default=60.0)
 OUTBOX_RETRY_CAP = _number("OUTBOX_RETRY_CAP", default=3600.0)
 OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", default=10)
+# Messages per minute and per 24 hours, shared by every dispatcher; 0 = none.
+OUTBOX_RATE_LIMIT = _int("OUTBOX_RATE_LIMIT", default=0)
+OUTBOX_DAILY_LIMIT = _int("OUTBOX_DAILY_LIMIT", default=0)
 
 # The dispatcher every minute; its run budget (OUTBOX_MAX_SECONDS) stays below
 # the period so runs rarely overlap, and overlapping runs are safe anyway.

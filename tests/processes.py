@@ -30,9 +30,13 @@ def dispatcher_env(smtp_port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
+def dispatcher_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), "send_outbox", *args]
+
+
 def start_dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "send_outbox", *args],
+        dispatcher_command(*args),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -134,4 +134,4 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     )
 
     assert done.returncode == 0, done.stderr
-    assert len(units) == 3
+    assert len(units) == 4

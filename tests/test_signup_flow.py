@@ -107,16 +107,14 @@ def test_signup_that_rolls_back_after_queueing_leaves_nothing_behind(sink):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_signup_whose_mail_cannot_be_queued_creates_no_user(monkeypatch):
-    def broken_enqueue(message):
-        raise ValueError("the outbox refused the message")
-
-    monkeypatch.setattr("users.services.enqueue", broken_enqueue)
+def test_signup_whose_mail_cannot_be_queued_creates_no_user(settings):
+    # A sender address with a line break: the outbox refuses the message.
+    settings.DEFAULT_FROM_EMAIL = "Panacare <no-reply@panacare.test>\nBcc: x@y.test"
 
     with pytest.raises(ValueError):
         register_user(email="eve@example.test", name="Eve", password=PASSWORD)
 
-    assert User.objects.count() == 0
+    assert User.objects.count() == 0 and OutboxMessage.objects.count() == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,11 +5,15 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
+from django.template.loader import render_to_string
 
+from outbox.api import enqueue
+from outbox.models import Priority
 from users.models import User
 
 EMAIL_TAKEN = "An account with this email address already exists."
@@ -140,3 +144,28 @@ class ResendActivationForm(forms.Form):
 
     def clean_email(self) -> str:
         return deliverable_address(self.cleaned_data["email"])
+
+
+class AccountPasswordResetForm(PasswordResetForm):
+    """Django's reset form, its mail queued as account mail (sent first)."""
+
+    def send_mail(
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict[str, Any],
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        subject = " ".join(render_to_string(subject_template_name, context).split())
+        message = EmailMultiAlternatives(
+            subject,
+            render_to_string(email_template_name, context),
+            from_email,
+            [to_email],
+        )
+        if html_email_template_name is not None:
+            html = render_to_string(html_email_template_name, context)
+            message.attach_alternative(html, "text/html")
+        enqueue(message, priority=Priority.ACCOUNT)

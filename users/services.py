@@ -18,7 +18,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from outbox.api import enqueue
-from outbox.models import OutboxMessage
+from outbox.models import OutboxMessage, Priority
 from users.models import User
 from users.tokens import activation_tokens
 
@@ -103,4 +103,4 @@ def send_activation(user: User) -> OutboxMessage:
     message.attach_alternative(
         render_to_string("users/email/activation.html", context), "text/html"
     )
-    return enqueue(message)
+    return enqueue(message, priority=Priority.ACCOUNT)

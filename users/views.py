@@ -12,7 +12,12 @@ from django.utils.http import urlsafe_base64_decode
 from django.views.decorators.http import require_http_methods
 
 from users import services
-from users.forms import EMAIL_TAKEN, ResendActivationForm, SignupForm
+from users.forms import (
+    EMAIL_TAKEN,
+    AccountPasswordResetForm,
+    ResendActivationForm,
+    SignupForm,
+)
 from users.models import User
 from users.ratelimit import limit_posts
 from users.services import EmailAlreadyRegistered, register_user
@@ -96,6 +101,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     subject_template_name = "users/email/password_reset_subject.txt"
     email_template_name = "users/email/password_reset.txt"
+    form_class = AccountPasswordResetForm
 
     def form_valid(self, form: Any) -> HttpResponse:
         self.extra_email_context = {"site_url": settings.SITE_URL}

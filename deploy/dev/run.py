@@ -41,7 +41,7 @@ def main() -> int:
             str(ROOT / "var" / "mail"),
         ],
         "site": [*manage, "runserver", f"127.0.0.1:{http_port}", "--noreload"],
-        "dispatcher": [*manage, "send_outbox", "--loop", "--interval", "1"],
+        "dispatcher": [*manage, "send_outbox", "--watch", "--interval", "1"],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():

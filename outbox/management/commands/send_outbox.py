@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from outbox.checks import check_outbox_settings
 from outbox.dispatch import Dispatcher, RunReport
 from outbox.models import OutboxMessage
+from outbox.watch import Watcher
 
 
 class Command(BaseCommand):
@@ -33,16 +34,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-seconds", type=float, help="Wall-clock budget of one run."
         )
-        parser.add_argument(
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--watch",
+            action="store_true",
+            help="Keep running; on PostgreSQL send each row as soon as it is "
+            "committed (LISTEN/NOTIFY), and poll every --interval anyway.",
+        )
+        mode.add_argument(
             "--loop",
             action="store_true",
-            help="Keep running, for development; cron runs single passes.",
+            help="Keep running, polling every --interval seconds.",
         )
         parser.add_argument(
             "--interval",
             type=float,
-            default=2.0,
-            help="Seconds between passes with --loop (default 2).",
+            default=None,
+            help="Seconds between passes: default 2 with --loop, 30 with --watch.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -66,9 +74,12 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc), returncode=2) from exc
         with _stop_on_signals(dispatcher):
+            # Each pass that did work is logged; no summary lines on top.
+            if options["watch"]:
+                Watcher(dispatcher, options["interval"] or 30.0).run()
+                return
             if options["loop"]:
-                # Each pass that did work is logged; no summary lines on top.
-                dispatcher.run_forever(options["interval"])
+                dispatcher.run_forever(options["interval"] or 2.0)
                 return
             report = dispatcher.run_once()
         self._report(report)
