@@ -59,6 +59,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.mail import EmailMessage  # noqa: E402
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
@@ -148,12 +149,22 @@ def throughput(messages: int) -> None:
             for envelope in envelopes:
                 client.sendmail(*envelope)
         plain = messages / (time.perf_counter() - started)
+
+        # For reference: Django's own SMTP backend, which renders MIME per
+        # message but writes nothing to a database.
+        emails = [sample_message(n) for n in range(messages)]
+        django_smtp = SMTPBackend(host="127.0.0.1", port=sink.port, timeout=10)
+        started = time.perf_counter()
+        django_smtp.send_messages(emails)
+        django_alone = messages / (time.perf_counter() - started)
     finally:
         sink.stop()
     out(f"[1] {messages} messages, one connection, local sink")
     out(f"    send_outbox run      {ours:8.0f} msg/s")
     out(f"    plain smtplib loop   {plain:8.0f} msg/s")
     out(f"    ratio                {ours / plain:8.2f}   (goal >= 0.80)")
+    reference = django_alone / plain
+    out(f"    Django SMTP backend  {django_alone:8.0f} msg/s  (ratio {reference:.2f})")
 
 
 def run_dispatchers(count: int, port: int, rows: int) -> float:
