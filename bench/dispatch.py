@@ -124,7 +124,7 @@ def fill(count: int, body_size: int = 2000) -> None:
 
 def clear() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE outbox_outboxmessage")
+        cursor.execute("TRUNCATE outbox_outboxmessage, outbox_dispatcherrun CASCADE")
 
 
 def throughput(messages: int) -> None:
@@ -278,13 +278,13 @@ def add_finished(count: int) -> None:
                 content_subtype, alternatives, attachments, headers, status,
                 attempts, next_attempt_at, claimed_by, reclaims,
                 unconfirmed_attempts, last_error, last_error_kind,
-                refused_recipients, created_at, updated_at, sent_at
+                refused_recipients, created_at, updated_at, sent_at, priority
             )
             SELECT '<old.' || g || '@panacare.test>', 'no-reply@panacare.test',
                 '["old@example.test"]', '[]', '[]', '[]', 'old', 'old body',
                 'plain', '[]', '[]', '{}', 'sent', 1,
                 now() - interval '30 days', '', 0, 0, '', '', '{}',
-                now() - interval '30 days', now(), now()
+                now() - interval '30 days', now(), now() - interval '29 days', 5
             FROM generate_series(1, %s) AS g
             """,
             [count],
