@@ -219,6 +219,10 @@ OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", default=10)
 # Messages per minute and per 24 hours, shared by every dispatcher; 0 = none.
 OUTBOX_RATE_LIMIT = _int("OUTBOX_RATE_LIMIT", default=0)
 OUTBOX_DAILY_LIMIT = _int("OUTBOX_DAILY_LIMIT", default=0)
+# Retention: finished rows are deleted after this many days, and the bodies of
+# sent mail (personal data, live links) blanked after this many.
+OUTBOX_PURGE_AFTER_DAYS = _int("OUTBOX_PURGE_AFTER_DAYS", default=30)
+OUTBOX_BLANK_SENT_AFTER_DAYS = _int("OUTBOX_BLANK_SENT_AFTER_DAYS", default=7)
 
 # The dispatcher every minute; its run budget (OUTBOX_MAX_SECONDS) stays below
 # the period so runs rarely overlap, and overlapping runs are safe anyway.

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from outbox import conf
 from outbox.retention import blank_sent_bodies, purge
 
-_AGE = re.compile(r"(\d+)([dh])")
+_AGE = re.compile(r"(\d{1,5})([dh])")
 
 
 def parse_age(text: str) -> timedelta:
