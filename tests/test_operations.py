@@ -290,3 +290,17 @@ def test_log_lines_name_rows_never_addresses_subjects_or_links(
     assert "row=" in text and "ms=" in text
     for leak in ("@example.test", "Secret subject", "/accounts/activate/", "Pat"):
         assert leak not in text
+
+
+@pytest.mark.django_db
+def test_refused_run_leaves_a_trace_that_monitoring_reports(settings, capsys):
+    from django.core.management.base import CommandError
+
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = True
+    with pytest.raises(CommandError):
+        call_command("send_outbox")
+
+    code, line = status_of(capsys)
+
+    assert code == 1 and "last run ended: misconfigured" in line
+    assert "E001" in DispatcherRun.objects.get().detail

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -15,10 +16,13 @@ from django.core.checks import ERROR
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
+from django.utils import timezone
 
 from outbox.checks import check_outbox_settings
+from outbox.claim import worker_name
 from outbox.dispatch import Dispatcher, RunReport
-from outbox.models import OutboxMessage
+from outbox.models import OutboxMessage, RunOutcome
+from outbox.runs import record_run
 from outbox.watch import Watcher
 
 
@@ -54,24 +58,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        errors = [m for m in check_outbox_settings() if m.level >= ERROR]
-        if errors:
-            raise CommandError(
-                "; ".join(f"{m.id}: {m.msg}" for m in errors), returncode=2
-            )
-        for name in ("batch_size", "max_seconds", "interval"):
-            value = options[name]
-            if value is not None and value <= 0:
-                raise CommandError(
-                    f"--{name.replace('_', '-')} must be positive", returncode=2
-                )
-
+        started_at = timezone.now()
         try:
-            dispatcher = Dispatcher(
-                batch_size=options["batch_size"], max_seconds=options["max_seconds"]
-            )
-            _check_database()
+            dispatcher = self._dispatcher(options)
         except ImproperlyConfigured as exc:
+            _record_refusal(started_at, str(exc))
             raise CommandError(str(exc), returncode=2) from exc
         with _stop_on_signals(dispatcher):
             # Each pass that did work is logged; no summary lines on top.
@@ -86,8 +77,38 @@ class Command(BaseCommand):
         if report.fault:
             raise CommandError(f"delivery stopped: {report.fault}", returncode=1)
 
+    def _dispatcher(self, options: dict[str, Any]) -> Dispatcher:
+        """Build the dispatcher, or raise ImproperlyConfigured saying why not."""
+        errors = [m for m in check_outbox_settings() if m.level >= ERROR]
+        if errors:
+            raise ImproperlyConfigured("; ".join(f"{m.id}: {m.msg}" for m in errors))
+        for name in ("batch_size", "max_seconds", "interval"):
+            value = options[name]
+            if value is not None and value <= 0:
+                raise ImproperlyConfigured(
+                    f"--{name.replace('_', '-')} must be positive"
+                )
+        dispatcher = Dispatcher(
+            batch_size=options["batch_size"], max_seconds=options["max_seconds"]
+        )
+        _check_database()
+        return dispatcher
+
     def _report(self, report: RunReport) -> None:
         self.stdout.write(report.summary())
+
+
+def _record_refusal(started_at: datetime, reason: str) -> None:
+    """Leave a trace of the refused run where monitoring looks, if it can."""
+    try:
+        record_run(
+            worker=worker_name(),
+            started_at=started_at,
+            outcome=RunOutcome.MISCONFIGURED,
+            detail=reason,
+        )
+    except DatabaseError:
+        pass  # the database is the problem; the exit status still says so
 
 
 def _check_database() -> None:
