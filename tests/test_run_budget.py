@@ -83,3 +83,36 @@ def test_retry_times_are_right_when_the_site_time_zone_is_not_utc(
     assert before + timedelta(seconds=300) <= row.next_attempt_at
     assert row.next_attempt_at <= timezone.now() + timedelta(seconds=600)
     assert again.claimed == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_watcher_polls_and_stops_on_request_on_any_database(sink):
+    import threading
+
+    from django.core.mail import EmailMessage
+    from django.db import connection
+
+    from outbox.api import enqueue
+    from outbox.dispatch import Dispatcher
+    from outbox.watch import Watcher
+
+    dispatcher = Dispatcher()
+    watcher = Watcher(dispatcher, interval=0.2)
+
+    def run():
+        try:
+            watcher.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        row = enqueue(EmailMessage("S", "B", "a@panacare.test", ["p@example.test"]))
+        [received] = sink.mailbox.wait_for(1, timeout=20)
+    finally:
+        dispatcher.request_stop()
+        thread.join(20)
+
+    assert not thread.is_alive()
+    assert received.message_id == row.message_id

@@ -3,7 +3,6 @@
 from typing import Any
 
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -71,7 +70,6 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
             request, "users/activation_expired.html", {"form": form}, status=400
         )
     user.activate()
-    messages.success(request, "Your account is active. You can log in now.")
     return render(request, "users/activation_done.html")
 
 
