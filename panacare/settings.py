@@ -16,6 +16,8 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from users.rates import InvalidRate, parse_rate
+
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,7 +49,9 @@ def _bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
 
 
-def _number(name: str, default: float, cast: type = float) -> float:
+def _number(
+    name: str, default: float, cast: type = float, minimum: float | None = None
+) -> float:
     """Read a finite number; a typo stops start-up with one line."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -60,11 +64,23 @@ def _number(name: str, default: float, cast: type = float) -> float:
         ) from None
     if not math.isfinite(value):
         raise ImproperlyConfigured(f"{name}={raw!r} must be a finite number")
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum:g}")
     return value
 
 
-def _int(name: str, default: int) -> int:
-    return int(_number(name, default, int))
+def _int(name: str, default: int, minimum: int | None = None) -> int:
+    return int(_number(name, default, int, minimum))
+
+
+def _rate(name: str, default: str) -> str:
+    """Read a request rate such as 10/h; empty turns the limit off."""
+    value = str(env.str(name, default=default))
+    try:
+        parse_rate(value)
+    except InvalidRate as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return value
 
 
 DEBUG = _bool("DEBUG", default=False)
@@ -157,13 +173,18 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 # Seconds an activation link stays valid.
-ACTIVATION_TIMEOUT = _int("ACTIVATION_TIMEOUT", default=3 * 24 * 3600)
+ACTIVATION_TIMEOUT = _int("ACTIVATION_TIMEOUT", default=3 * 24 * 3600, minimum=60)
 # At most one activation mail per account in this many seconds.
-ACTIVATION_RESEND_INTERVAL = _int("ACTIVATION_RESEND_INTERVAL", default=5 * 60)
+ACTIVATION_RESEND_INTERVAL = _int(
+    "ACTIVATION_RESEND_INTERVAL", default=5 * 60, minimum=0
+)
 # Requests per client address, as "count/period" with period s, m, h or d
 # (such as "10/h"); empty turns the limit off.
-SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="10/h")
-RESEND_RATE_LIMIT = env.str("RESEND_RATE_LIMIT", default="5/h")
+SIGNUP_RATE_LIMIT = _rate("SIGNUP_RATE_LIMIT", default="10/h")
+RESEND_RATE_LIMIT = _rate("RESEND_RATE_LIMIT", default="5/h")
+RESET_RATE_LIMIT = _rate("RESET_RATE_LIMIT", default="5/h")
+# At most one password-reset mail per account in this many seconds.
+PASSWORD_RESET_INTERVAL = _int("PASSWORD_RESET_INTERVAL", default=5 * 60, minimum=0)
 # The request header a trusted reverse proxy puts the client's address in
 # (X-Real-IP with deploy/nginx.conf.example); empty uses the socket's address.
 # Set it only when the site is reachable through that proxy alone.
@@ -213,16 +234,18 @@ OUTBOX_SEND_DEADLINE = _number("OUTBOX_SEND_DEADLINE", default=30.0)
 OUTBOX_BATCH_SIZE = _int("OUTBOX_BATCH_SIZE", default=20)
 OUTBOX_MAX_SECONDS = _number("OUTBOX_MAX_SECONDS", default=50.0)
 OUTBOX_LEASE_SECONDS = _number("OUTBOX_LEASE_SECONDS", default=900.0)
-OUTBOX_RETRY_BASE = _number("OUTBOX_RETRY_BASE", default=60.0)
-OUTBOX_RETRY_CAP = _number("OUTBOX_RETRY_CAP", default=3600.0)
+OUTBOX_RETRY_BASE = _number("OUTBOX_RETRY_BASE", default=60.0, minimum=0)
+OUTBOX_RETRY_CAP = _number("OUTBOX_RETRY_CAP", default=3600.0, minimum=0)
 OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", default=10)
 # Messages per minute and per 24 hours, shared by every dispatcher; 0 = none.
-OUTBOX_RATE_LIMIT = _int("OUTBOX_RATE_LIMIT", default=0)
-OUTBOX_DAILY_LIMIT = _int("OUTBOX_DAILY_LIMIT", default=0)
+OUTBOX_RATE_LIMIT = _int("OUTBOX_RATE_LIMIT", default=0, minimum=0)
+OUTBOX_DAILY_LIMIT = _int("OUTBOX_DAILY_LIMIT", default=0, minimum=0)
 # Retention: finished rows are deleted after this many days, and the bodies of
 # sent mail (personal data, live links) blanked after this many.
-OUTBOX_PURGE_AFTER_DAYS = _int("OUTBOX_PURGE_AFTER_DAYS", default=30)
-OUTBOX_BLANK_SENT_AFTER_DAYS = _int("OUTBOX_BLANK_SENT_AFTER_DAYS", default=7)
+OUTBOX_PURGE_AFTER_DAYS = _int("OUTBOX_PURGE_AFTER_DAYS", default=30, minimum=1)
+OUTBOX_BLANK_SENT_AFTER_DAYS = _int(
+    "OUTBOX_BLANK_SENT_AFTER_DAYS", default=7, minimum=0
+)
 
 # The dispatcher every minute; its run budget (OUTBOX_MAX_SECONDS) stays below
 # the period so runs rarely overlap, and overlapping runs are safe anyway.

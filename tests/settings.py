@@ -26,6 +26,7 @@ OUTBOX_RETRY_BASE = 60.0
 # Limits off, except in the tests about them, which set their own.
 SIGNUP_RATE_LIMIT = ""
 RESEND_RATE_LIMIT = ""
+RESET_RATE_LIMIT = ""
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not Django's shared in-memory database: threads (the live
     # server, races) then get connections of their own, as in production.

@@ -178,3 +178,36 @@ def test_new_link_from_a_resend_activates(client, user, settings):
     assert page.status_code == 200
     user.refresh_from_db()
     assert user.is_active
+
+
+# Password reset mail is bounded like activation mail.
+
+RESET = "/accounts/password/reset/"
+
+
+def test_password_reset_sends_one_mail_per_account_per_interval(client, user):
+    user.activate()
+
+    for _ in range(5):
+        page = client.post(RESET, {"email": "ann@example.test"})
+        assert page.status_code == 302
+
+    resets = OutboxMessage.objects.filter(subject__icontains="reset")
+    assert resets.count() == 1
+    assert resets.get().priority == 0  # account mail goes first
+
+
+@pytest.mark.django_db
+def test_password_reset_is_rate_limited_per_client(client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.RESET_RATE_LIMIT = "2/h"
+
+    statuses = [
+        client.post(RESET, {"email": f"n{n}@example.test"}).status_code
+        for n in range(3)
+    ]
+
+    assert statuses == [302, 302, 429]
+    cache.clear()

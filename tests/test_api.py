@@ -198,3 +198,26 @@ def test_behind_a_proxy_clients_are_told_apart_by_the_header_it_sets(
     second_client = resend("198.51.100.8")
 
     assert first_client == [202, 202, 429] and second_client == 202
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("[" * 100_000 + "]" * 100_000, 400),
+        ('{"email": ' + "[" * 5000 + "]" * 5000 + "}", 400),
+        ('{"email": "s@ex.test", "name": "x\\ud800y", "password": "a sturdy pw"}', 400),
+        ('{"email": "s@ex.test", "name": "x", "password": "a sturdy \\udfff"}', 400),
+        (
+            '{"email": "s@ex.com", "name": "' + "x" * 3_000_000 + '", "password": "p"}',
+            413,
+        ),
+    ],
+    ids=["deep-array", "deep-field", "surrogate-name", "surrogate-password", "huge"],
+)
+def test_hostile_json_gets_a_json_4xx_not_a_500(client, body, status):
+    response = client.post(SIGNUP, body, content_type="application/json")
+
+    assert response.status_code == status
+    assert "detail" in response.json()
+    assert User.objects.count() == 0

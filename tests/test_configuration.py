@@ -45,6 +45,12 @@ def run_command(env, *args, cwd="/"):
         ({"EMAIL_PORT": "0"}, "EMAIL_PORT"),
         ({"OUTBOX_MAX_ATTEMPTS": "0"}, "OUTBOX_MAX_ATTEMPTS"),
         ({"OUTBOX_TRANSPORT": "no.such.Backend"}, "OUTBOX_TRANSPORT"),
+        ({"SIGNUP_RATE_LIMIT": "10/0h"}, "SIGNUP_RATE_LIMIT"),
+        ({"RESEND_RATE_LIMIT": "0/h"}, "RESEND_RATE_LIMIT"),
+        ({"RESET_RATE_LIMIT": "10/x"}, "RESET_RATE_LIMIT"),
+        ({"SIGNUP_RATE_LIMIT": "10/99999999999999999999d"}, "SIGNUP_RATE_LIMIT"),
+        ({"OUTBOX_RATE_LIMIT": "-5"}, "OUTBOX_RATE_LIMIT"),
+        ({"OUTBOX_DAILY_LIMIT": "-1"}, "OUTBOX_DAILY_LIMIT"),
         ({}, "migrate"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
@@ -84,3 +90,24 @@ def test_cron_style_run_with_an_absolute_env_file_sends(tmp_path, sink, make_row
     assert done.returncode == 0, done.stderr
     assert "sent=1" in done.stdout
     assert len(sink.mailbox.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize("age", ["0d", "12h", "-1d", "1w", "", "99999999d"])
+def test_purge_refuses_an_age_it_cannot_honour_with_status_2(age):
+    env = {**BASE_ENV, "DATABASE_URL": "sqlite:///:memory:"}
+
+    done = run_command(env, "purge_outbox", f"--older-than={age}")
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_status_with_the_database_out_of_reach_is_critical_in_one_line():
+    env = {**BASE_ENV, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere"}
+
+    done = run_command(env, "outbox_status")
+
+    assert done.returncode == 2
+    assert done.stdout.startswith("OUTBOX CRITICAL - database unreachable")
+    assert "Traceback" not in done.stderr

@@ -304,3 +304,24 @@ def test_refused_run_leaves_a_trace_that_monitoring_reports(settings, capsys):
 
     assert code == 1 and "last run ended: misconfigured" in line
     assert "E001" in DispatcherRun.objects.get().detail
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        "body__contains",
+        "body__startswith",
+        "alternatives__icontains",
+        "history__error__contains",
+        "headers__contains",
+    ],
+)
+def test_viewer_cannot_probe_hidden_fields_through_list_filters(client, viewer, lookup):
+    from users.services import register_user
+
+    register_user(email="pat@example.test", name="Pat", password="a sturdy pass 42")
+
+    response = client.get(LIST, {lookup: "/accounts/activate/"})
+
+    assert response.status_code == 400

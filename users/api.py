@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -51,7 +52,10 @@ def json_post(view: JsonView) -> Callable[[HttpRequest], HttpResponse]:
             )
         try:
             data = json.loads(request.body)
-        except ValueError:
+        except RequestDataTooBig:
+            return JsonResponse({"detail": "The body is too large."}, status=413)
+        # RecursionError: nesting deeper than the parser's stack.
+        except (ValueError, RecursionError):
             return JsonResponse({"detail": "The body is not valid JSON."}, status=400)
         if not isinstance(data, dict):
             return JsonResponse(

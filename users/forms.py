@@ -1,16 +1,21 @@
 """The sign-up form."""
 
 import unicodedata
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
+from django.db.models import Q
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from outbox.api import enqueue
 from outbox.models import Priority
@@ -26,6 +31,12 @@ def reject_line_breaks(value: str) -> None:
     """Refuse CR and LF: a name ends up in mail headers, where they inject."""
     if "\r" in value or "\n" in value:
         raise ValidationError("Line breaks are not allowed here.", code="line_break")
+
+
+def reject_unencodable(value: str) -> None:
+    """Refuse lone surrogates: JSON can carry them, UTF-8 cannot store them."""
+    if any("\ud800" <= char <= "\udfff" for char in value):
+        raise ValidationError("This text holds invalid characters.", code="surrogate")
 
 
 def deliverable_address(value: str) -> str:
@@ -69,16 +80,20 @@ class SignupForm(forms.Form):
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     name = forms.CharField(
-        max_length=150, label="Your name", validators=[reject_line_breaks]
+        max_length=150,
+        label="Your name",
+        validators=[reject_line_breaks, reject_unencodable],
     )
     password1 = forms.CharField(
         label="Password",
+        validators=[reject_unencodable],
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
     password2 = forms.CharField(
         label="Password again",
+        validators=[reject_unencodable],
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
@@ -147,7 +162,27 @@ class ResendActivationForm(forms.Form):
 
 
 class AccountPasswordResetForm(PasswordResetForm):
-    """Django's reset form, its mail queued as account mail (sent first)."""
+    """Django's reset form, its mail queued as account mail (sent first).
+
+    At most one mail per account per PASSWORD_RESET_INTERVAL, so the form
+    cannot be used to flood a mailbox or spend the sending budget; the page
+    answers the same either way.
+    """
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        now = timezone.now()
+        quiet_since = now - timedelta(seconds=settings.PASSWORD_RESET_INTERVAL)
+        for user in super().get_users(email):
+            claimed = (
+                User.objects.filter(pk=user.pk)
+                .filter(
+                    Q(password_reset_sent_at__isnull=True)
+                    | Q(password_reset_sent_at__lte=quiet_since)
+                )
+                .update(password_reset_sent_at=now)
+            )
+            if claimed:
+                yield user
 
     def send_mail(
         self,

@@ -47,6 +47,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     activation_sent_at = models.DateTimeField(
         null=True, blank=True, help_text="When the last activation mail was queued."
     )
+    password_reset_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last password-reset mail was queued."
+    )
 
     objects = UserManager()
 

@@ -6,7 +6,6 @@ memcached, the local-memory cache within one process) count exactly; others
 may let a few extra requests through under a race, never block too many.
 """
 
-import re
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -14,24 +13,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int] | None:
-    """Turn "10/h" (or "10/15m") into (10, 3600); empty means no limit."""
-    if not rate.strip():
-        return None
-    match = _RATE.fullmatch(rate)
-    if match is None:
-        raise ImproperlyConfigured(
-            f"rate limit {rate!r} is not of the form count/period, such as 10/h"
-        )
-    count, multiple, unit = match.groups()
-    return int(count), int(multiple or 1) * _SECONDS[unit]
+from users.rates import parse_rate
 
 
 def allow(scope: str, client: str, rate: str) -> bool:

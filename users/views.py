@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.decorators import method_decorator
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from django.views.decorators.http import require_http_methods
@@ -94,6 +95,7 @@ def _user_from_uid(uidb64: str) -> User | None:
     return User.objects.filter(pk=pk).first()
 
 
+@method_decorator(limit_posts("reset", "RESET_RATE_LIMIT", rate_limited), "dispatch")
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's view, with links built from SITE_URL like the activation mail."""
 

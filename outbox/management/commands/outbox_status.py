@@ -10,8 +10,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError
 
-from outbox.health import Thresholds, queue_health
+from outbox.health import State, Thresholds, queue_health
 
 
 class Command(BaseCommand):
@@ -29,7 +30,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         overrides = {name: options[name] for name in Thresholds.__dataclass_fields__}
-        health = queue_health(Thresholds.from_settings(**overrides))
+        try:
+            health = queue_health(Thresholds.from_settings(**overrides))
+        except DatabaseError as exc:
+            # No database, no mail: as critical as it gets, said in one line.
+            detail = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {detail[0] if detail else 'no detail'}"
+            if options["json"]:
+                line = json.dumps({"state": "critical", "reasons": [reason]})
+            else:
+                line = f"OUTBOX CRITICAL - database unreachable ({reason})"
+            self.stdout.write(line)
+            self.stdout.flush()
+            sys.exit(int(State.CRITICAL))
         if options["json"]:
             self.stdout.write(json.dumps(health.as_json(), sort_keys=True))
         else:

@@ -12,12 +12,27 @@ from outbox.retention import blank_sent_bodies, purge
 _AGE = re.compile(r"(\d{1,5})([dh])")
 
 
+# Sending limits count the last 24 hours of sent rows, and monitoring reads
+# the latest runs: a purge never reaches back less than a day.
+MINIMUM_AGE = timedelta(days=1)
+
+
 def parse_age(text: str) -> timedelta:
     match = _AGE.fullmatch(text.strip())
     if match is None:
-        raise CommandError(f"{text!r} is not an age such as 30d or 12h", returncode=2)
+        raise CommandError(
+            f"{text!r} is not an age such as 30d or 48h (at most 5 digits)",
+            returncode=2,
+        )
     number, unit = int(match.group(1)), match.group(2)
-    return timedelta(days=number) if unit == "d" else timedelta(hours=number)
+    age = timedelta(days=number) if unit == "d" else timedelta(hours=number)
+    if age < MINIMUM_AGE:
+        raise CommandError(
+            f"--older-than {text} is under a day; the last 24 hours of sent rows "
+            "are what the sending limits count",
+            returncode=2,
+        )
+    return age
 
 
 class Command(BaseCommand):
@@ -31,7 +46,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["older_than"]:
+        if options["older_than"] is not None:
             age = parse_age(options["older_than"])
         else:
             age = timedelta(days=int(conf.get("OUTBOX_PURGE_AFTER_DAYS")))
