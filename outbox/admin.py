@@ -147,7 +147,8 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
     def lookup_allowed(
         self, lookup: str, value: str, request: HttpRequest | None = None
     ) -> bool:
-        if lookup.split("__", 1)[0] not in FILTERABLE:
+        allowed = FILTERABLE | {ReclaimedFilter.parameter_name}
+        if lookup.split("__", 1)[0] not in allowed:
             return False
         return super().lookup_allowed(lookup, value, request)
 

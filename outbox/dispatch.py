@@ -16,13 +16,16 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from outbox import conf
@@ -42,6 +45,8 @@ from outbox.models import (
 from outbox.runs import record_run
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -145,8 +150,10 @@ class Dispatcher:
                 if not self._budget_covers_a_batch(report, started):
                     break
 
-                batch = claim_batch(
-                    self.batch_size, self.lease_seconds, self.worker, self.limits
+                batch = with_reconnect(
+                    lambda: claim_batch(
+                        self.batch_size, self.lease_seconds, self.worker, self.limits
+                    )
                 )
                 if not batch:
                     break
@@ -171,15 +178,17 @@ class Dispatcher:
         idle = not report.claimed and not report.fault
         if idle and self._recorded_at is not None and now - self._recorded_at < 60:
             return
-        record_run(
-            worker=self.worker,
-            started_at=report.started_at,
-            claimed=report.claimed,
-            sent=report.sent,
-            retried=report.retried,
-            failed=report.failed,
-            outcome=RunOutcome.FAULT if report.fault else RunOutcome.OK,
-            detail=report.fault or "",
+        with_reconnect(
+            lambda: record_run(
+                worker=self.worker,
+                started_at=report.started_at,
+                claimed=report.claimed,
+                sent=report.sent,
+                retried=report.retried,
+                failed=report.failed,
+                outcome=RunOutcome.FAULT if report.fault else RunOutcome.OK,
+                detail=report.fault or "",
+            )
         )
         self._recorded_at = now
 
@@ -216,18 +225,20 @@ class Dispatcher:
             for index, row in enumerate(batch):
                 out_of_time = time.monotonic() - started >= self.max_seconds
                 if self.stop_requested.is_set() or out_of_time:
-                    report.released += release(batch[index:])
+                    report.released += with_reconnect(partial(release, batch[index:]))
                     return
 
                 verdict = self._attempt(row, backend, report)
                 if verdict is not None and verdict.action is Action.STOP:
                     report.fault = verdict.text
-                    report.released += release(batch[index + 1 :])
+                    rest = batch[index + 1 :]
+                    report.released += with_reconnect(partial(release, rest))
                     return
         finally:
             # One insert per batch, after the outcomes: history is for
             # reading, and must not slow or endanger the outcomes.
-            OutboxAttempt.objects.bulk_create(self._history)
+            history = self._history
+            with_reconnect(lambda: OutboxAttempt.objects.bulk_create(history))
             self._history = []
 
     # One row.
@@ -259,7 +270,7 @@ class Dispatcher:
             return verdict
 
         number = row.attempts + 1
-        written = row.mark_sent(refused)
+        written = with_reconnect(lambda: row.mark_sent(refused))
         self._remember(row, number, started_at, started, AttemptOutcome.SENT)
         report.sent += 1
         report.outcomes[row.id] = "sent"
@@ -290,13 +301,17 @@ class Dispatcher:
         limit = self.max_attempts + min(unconfirmed, self.max_attempts)
         out_of_attempts = attempt >= limit
         if verdict.action is Action.FAIL or out_of_attempts:
-            written = row.mark_failed(verdict.text, verdict.kind, verdict.code)
+            written = with_reconnect(
+                lambda: row.mark_failed(verdict.text, verdict.kind, verdict.code)
+            )
             report.failed += 1
             outcome = "failed"
         else:
             delay = self.backoff(attempt)
-            written = row.schedule_retry(
-                delay, verdict.text, verdict.kind, verdict.code
+            written = with_reconnect(
+                lambda: row.schedule_retry(
+                    delay, verdict.text, verdict.kind, verdict.code
+                )
             )
             report.retried += 1
             outcome = "retry"
@@ -358,6 +373,24 @@ class Dispatcher:
         backend = get_connection(self.transport, **self.transport_options)
         assert isinstance(backend, BaseEmailBackend)
         return backend
+
+
+def with_reconnect(action: Callable[[], T]) -> T:
+    """Run a database step; if the connection died, reconnect once and retry.
+
+    An outcome that cannot be written leaves its row claimed until the lease
+    ends, and the message is then sent again; a restarted database or a
+    killed session is worth one new connection first. The writes are
+    conditional on the claim, so repeating one that did land changes nothing.
+    """
+    try:
+        return action()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise  # inside a caller's transaction nothing can be recovered
+        logger.warning("outbox.database_reconnect")
+        connection.close()
+        return action()
 
 
 def _deliver(

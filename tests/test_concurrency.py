@@ -200,3 +200,32 @@ def test_claim_skips_rows_locked_by_another_dispatcher(make_row):
     thread.join(30)
 
     assert [r.pk for r in claimed] == [rows[2].pk, rows[3].pk]
+
+
+def test_dispatcher_whose_session_is_killed_mid_send_records_the_outcome_once(
+    make_row,
+):
+    # The server holds each message 3 s before its 250: time to cut the
+    # dispatcher's database session while a message is in flight.
+    server = ScriptedSMTPServer(end_delay=3).start()
+    try:
+        rows = [make_row() for _ in range(3)]
+        env = dispatcher_env(server.port, EMAIL_TIMEOUT="10", OUTBOX_SEND_DEADLINE="15")
+        process = start_dispatcher(env)
+        server.mailbox.wait_for(1, timeout=20)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        code, _out, err = finish(process)
+
+        assert code == 0, err
+        assert "outbox.database_reconnect" in _out + err
+        received = server.mailbox.wait_for(3)
+        assert sorted(m.message_id for m in received) == sorted(
+            r.message_id for r in rows
+        )
+        assert OutboxMessage.objects.filter(status=Status.SENT, attempts=1).count() == 3
+    finally:
+        server.stop()

@@ -95,3 +95,40 @@ def test_post_without_form_fields_is_a_400(client, data, content_type):
 @pytest.mark.django_db
 def test_head_of_the_signup_page_is_allowed(client):
     assert client.head("/accounts/signup/").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("m1@straße.de", "m1@strasse.de"),
+        ("m2@bücher.de", "m2@xn--bcher-kva.de"),
+        ('"m3"@example.com', "m3@example.com"),
+        ("M4@Example.com", "m4@example.COM"),
+    ],
+    ids=["idna-mapping", "unicode-and-punycode", "quoted-local-part", "case"],
+)
+def test_two_spellings_of_one_mailbox_are_one_account(client, first, second):
+    assert post(client, first).status_code == 302
+
+    response = post(client, second)
+
+    assert response.status_code == 400
+    assert "already exists" in response.content.decode()
+    assert User.objects.count() == 1 and OutboxMessage.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_login_and_resend_accept_any_spelling_of_the_mailbox(client, settings):
+    settings.ACTIVATION_RESEND_INTERVAL = 0
+    post(client, "m5@bücher.example")
+
+    client.post("/accounts/activation/resend/", {"email": "M5@xn--bcher-kva.example"})
+    User.objects.update(is_active=True)
+    page = client.post(
+        "/accounts/login/",
+        {"username": "m5@XN--BCHER-KVA.example", "password": PASSWORD},
+    )
+
+    assert OutboxMessage.objects.count() == 2
+    assert page.status_code == 302

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from outbox.api import enqueue
 from outbox.models import Priority
+from users.addresses import mailbox_key
 from users.models import User
 
 EMAIL_TAKEN = "An account with this email address already exists."
@@ -64,6 +65,7 @@ def deliverable_address(value: str) -> str:
     validate_email(email)
     try:
         sanitize_address(email, "utf-8")
+        mailbox_key(email)
     except (ValueError, UnicodeError):
         raise ValidationError(
             "Mail cannot be sent to this address.", code="undeliverable"
@@ -100,7 +102,7 @@ class SignupForm(forms.Form):
 
     def clean_email(self) -> str:
         email = deliverable_address(self.cleaned_data["email"])
-        if User.objects.filter(email__iexact=email).exists():
+        if User.objects.filter(email_key=mailbox_key(email)).exists():
             raise ValidationError(EMAIL_TAKEN, code="email_taken")
         return email
 
@@ -143,9 +145,11 @@ class LoginForm(AuthenticationForm):
 
     def _right_password_not_active(self) -> bool:
         # Only someone who knows the password learns the account is inactive.
-        user = User.objects.filter(
-            email__iexact=self.cleaned_data.get("username") or ""
-        ).first()
+        try:
+            key = mailbox_key(self.cleaned_data.get("username") or "")
+        except ValueError:
+            return False
+        user = User.objects.filter(email_key=key).first()
         password = self.cleaned_data.get("password") or ""
         return bool(user and not user.is_active and user.check_password(password))
 
@@ -170,9 +174,15 @@ class AccountPasswordResetForm(PasswordResetForm):
     """
 
     def get_users(self, email: str) -> Iterator[Any]:
+        try:
+            key = mailbox_key(email)
+        except ValueError:
+            return
         now = timezone.now()
         quiet_since = now - timedelta(seconds=settings.PASSWORD_RESET_INTERVAL)
-        for user in super().get_users(email):
+        for user in User.objects.filter(email_key=key, is_active=True):
+            if not user.has_usable_password():
+                continue
             claimed = (
                 User.objects.filter(pk=user.pk)
                 .filter(

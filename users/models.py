@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from users.addresses import mailbox_key
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -27,8 +29,12 @@ class UserManager(BaseUserManager["User"]):
         return self._create(email, password, **fields)
 
     def get_by_natural_key(self, username: str | None) -> "User":
-        # Logging in as Ann@Example.com finds ann@example.com.
-        return self.get(email__iexact=username)
+        # Logging in as Ann@Example.com, or any spelling of the same mailbox,
+        # finds the account.
+        try:
+            return self.get(email_key=mailbox_key(username or ""))
+        except ValueError:
+            raise self.model.DoesNotExist from None
 
     def _create(self, email: str, password: str | None, **fields: Any) -> "User":
         user = self.model(email=self.normalize_email(email), **fields)
@@ -39,6 +45,12 @@ class UserManager(BaseUserManager["User"]):
 
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(max_length=254, unique=True)
+    email_key = models.CharField(
+        max_length=320,
+        unique=True,
+        editable=False,
+        help_text="The mailbox the address reaches, one spelling for all of them.",
+    )
     name = models.CharField(max_length=150)
     is_active = models.BooleanField(default=False)
     is_staff = models.BooleanField(default=False)
@@ -66,6 +78,18 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return f"user {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.email_key = mailbox_key(self.email)
+        except ValueError:
+            # Only the admin can store an address the forms would refuse; it
+            # stays unique by its plain lower-case spelling.
+            self.email_key = self.email.lower()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "email" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "email_key"}
+        super().save(*args, **kwargs)
 
     def get_full_name(self) -> str:
         return self.name

@@ -19,6 +19,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from outbox.api import enqueue
 from outbox.models import OutboxMessage, Priority
+from users.addresses import mailbox_key
 from users.models import User
 from users.tokens import activation_tokens
 
@@ -45,7 +46,7 @@ def register_user(*, email: str, name: str, password: str) -> User:
             )
             row = send_activation(user)
     except IntegrityError as exc:
-        if User.objects.filter(email__iexact=email).exists():
+        if User.objects.filter(email_key=mailbox_key(email)).exists():
             raise EmailAlreadyRegistered(email) from exc
         raise
     logger.info("users.signed_up user=%s outbox_row=%s", user.pk, row.pk)
@@ -62,8 +63,12 @@ def resend_activation(email: str) -> bool:
     """
     now = timezone.now()
     interval = timedelta(seconds=settings.ACTIVATION_RESEND_INTERVAL)
+    try:
+        key = mailbox_key(email)
+    except ValueError:
+        return False
     with transaction.atomic():
-        user = User.objects.filter(email__iexact=email, is_active=False).first()
+        user = User.objects.filter(email_key=key, is_active=False).first()
         if user is None:
             return False
         claimed = (
