@@ -2,7 +2,6 @@
 
 import unicodedata
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -13,9 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
-from django.db.models import Q
 from django.template.loader import render_to_string
-from django.utils import timezone
 
 from outbox.api import enqueue
 from outbox.models import Priority
@@ -178,20 +175,11 @@ class AccountPasswordResetForm(PasswordResetForm):
             key = mailbox_key(email)
         except ValueError:
             return
-        now = timezone.now()
-        quiet_since = now - timedelta(seconds=settings.PASSWORD_RESET_INTERVAL)
+        interval = settings.PASSWORD_RESET_INTERVAL
         for user in User.objects.filter(email_key=key, is_active=True):
-            if not user.has_usable_password():
-                continue
-            claimed = (
-                User.objects.filter(pk=user.pk)
-                .filter(
-                    Q(password_reset_sent_at__isnull=True)
-                    | Q(password_reset_sent_at__lte=quiet_since)
-                )
-                .update(password_reset_sent_at=now)
-            )
-            if claimed:
+            if user.has_usable_password() and user.claim_mail_slot(
+                "password_reset_sent_at", interval
+            ):
                 yield user
 
     def send_mail(

@@ -1,5 +1,6 @@
 """Accounts that log in with their email address."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import (
@@ -8,6 +9,7 @@ from django.contrib.auth.models import (
     PermissionsMixin,
 )
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -96,6 +98,19 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name
+
+    def claim_mail_slot(self, field: str, interval_seconds: int) -> bool:
+        """Stamp ``field`` with now unless it was stamped within the interval.
+
+        The conditional update is the claim: of two requests at once, one
+        wins; say whether this one did.
+        """
+        now = timezone.now()
+        quiet = Q(**{f"{field}__isnull": True}) | Q(
+            **{f"{field}__lte": now - timedelta(seconds=interval_seconds)}
+        )
+        claimed = type(self).objects.filter(quiet, pk=self.pk).update(**{field: now})
+        return claimed == 1
 
     def activate(self) -> None:
         self.is_active = True

@@ -5,12 +5,10 @@ the outbox; no request opens an SMTP connection.
 """
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -61,8 +59,6 @@ def resend_activation(email: str) -> bool:
     cannot both queue one. Callers answer the same whatever this returns, so
     the response tells nobody whether the address has an account.
     """
-    now = timezone.now()
-    interval = timedelta(seconds=settings.ACTIVATION_RESEND_INTERVAL)
     try:
         key = mailbox_key(email)
     except ValueError:
@@ -71,15 +67,8 @@ def resend_activation(email: str) -> bool:
         user = User.objects.filter(email_key=key, is_active=False).first()
         if user is None:
             return False
-        claimed = (
-            User.objects.filter(pk=user.pk, is_active=False)
-            .filter(
-                Q(activation_sent_at__isnull=True)
-                | Q(activation_sent_at__lte=now - interval)
-            )
-            .update(activation_sent_at=now)
-        )
-        if not claimed:
+        interval = settings.ACTIVATION_RESEND_INTERVAL
+        if not user.claim_mail_slot("activation_sent_at", interval):
             logger.info("users.activation_resend_skipped user=%s", user.pk)
             return False
         row = send_activation(user)
