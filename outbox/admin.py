@@ -159,6 +159,11 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Mail is never deleted by hand: "Cancel" stops it, purge_outbox
+        # removes finished rows once they are old.
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Viewing stays possible for users with the view permission; nobody
         # edits mail by hand.

@@ -60,3 +60,15 @@ def test_retry_now_and_cancel_actions(admin_client, make_row):
     assert (failed.status, failed.attempts) == (Status.PENDING, 10)
     assert OutboxMessage.objects.get(pk=pending.pk).status == Status.CANCELLED
     assert OutboxMessage.objects.get(pk=sent.pk).status == Status.SENT
+
+
+@pytest.mark.django_db
+def test_nobody_deletes_mail_by_hand(admin_client, make_row):
+    row = make_row()
+
+    page = admin_client.get(f"{LIST}{row.pk}/delete/")
+    actions = admin_client.get(LIST).content.decode()
+
+    assert page.status_code == 403
+    assert "delete_selected" not in actions
+    assert OutboxMessage.objects.filter(pk=row.pk).exists()
