@@ -16,16 +16,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from outbox import conf
@@ -42,11 +40,10 @@ from outbox.models import (
     smtp_code,
     storable,
 )
+from outbox.reconnect import with_reconnect
 from outbox.runs import record_run
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -62,7 +59,6 @@ class RunReport:
     fault: str | None = None
     interrupted: bool = False
     seconds: float = 0.0
-    outcomes: dict[int, str] = field(default_factory=dict, repr=False)
 
     def summary(self) -> str:
         line = (
@@ -273,7 +269,6 @@ class Dispatcher:
         written = with_reconnect(lambda: row.mark_sent(refused))
         self._remember(row, number, started_at, started, AttemptOutcome.SENT)
         report.sent += 1
-        report.outcomes[row.id] = "sent"
         logger.info(
             "outbox.sent row=%s attempt=%s refused=%s ms=%d%s",
             row.id,
@@ -315,7 +310,6 @@ class Dispatcher:
             )
             report.retried += 1
             outcome = "retry"
-        report.outcomes[row.id] = outcome
         self._remember(
             row,
             attempt,
@@ -373,24 +367,6 @@ class Dispatcher:
         backend = get_connection(self.transport, **self.transport_options)
         assert isinstance(backend, BaseEmailBackend)
         return backend
-
-
-def with_reconnect(action: Callable[[], T]) -> T:
-    """Run a database step; if the connection died, reconnect once and retry.
-
-    An outcome that cannot be written leaves its row claimed until the lease
-    ends, and the message is then sent again; a restarted database or a
-    killed session is worth one new connection first. The writes are
-    conditional on the claim, so repeating one that did land changes nothing.
-    """
-    try:
-        return action()
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise  # inside a caller's transaction nothing can be recovered
-        logger.warning("outbox.database_reconnect")
-        connection.close()
-        return action()
 
 
 def _deliver(
