@@ -232,27 +232,19 @@ class OutboxMessage(models.Model):
 
     def _operate(self, allowed: Status | list[Status], **changes: Any) -> bool:
         statuses = allowed if isinstance(allowed, list) else [allowed]
-        changes["updated_at"] = timezone.now()
-        written = (
-            type(self).objects.filter(pk=self.pk, status__in=statuses).update(**changes)
-        )
-        if written:
-            for field, value in changes.items():
-                setattr(self, field, value)
-        return written == 1
+        return self._update_if(Q(status__in=statuses), changes)
 
     def _record(self, **changes: Any) -> bool:
         if self.claim_token is None:
             return False
-        changes.update(
-            claim_token=None, lease_expires_at=None, updated_at=timezone.now()
-        )
-        written = (
-            type(self)
-            .objects.claimed_by(self.claim_token)
-            .filter(pk=self.pk)
-            .update(**changes)
-        )
+        changes.update(claim_token=None, lease_expires_at=None)
+        claimed = Q(status=Status.SENDING, claim_token=self.claim_token)
+        return self._update_if(claimed, changes)
+
+    def _update_if(self, condition: Q, changes: dict[str, Any]) -> bool:
+        """Write ``changes`` if the row still meets ``condition``; mirror them."""
+        changes["updated_at"] = timezone.now()
+        written = type(self).objects.filter(condition, pk=self.pk).update(**changes)
         if written:
             for field, value in changes.items():
                 setattr(self, field, value)

@@ -71,7 +71,7 @@ class DeadlineSMTP(smtplib.SMTP):
         raise error
 
     def data(self, msg: Any) -> tuple[int, bytes]:
-        self.handed_over = False
+        # handed_over is reset per message by the backend, before MAIL FROM.
         self._in_data = True
         try:
             return super().data(msg)
