@@ -43,6 +43,22 @@ class Deadline:
         with self._lock:
             self._forget()
 
+    def paused(self, wait: Callable[[], T]) -> T:
+        """Run ``wait`` with the clock stopped: it waits on something else.
+
+        The watchdog reads ``expires_at`` afresh each time it wakes: a
+        deadline pushed back only sends it back to sleep.
+        """
+        with self._lock:
+            expires_at, self.expires_at = self.expires_at, math.inf
+        started = time.monotonic()
+        try:
+            return wait()
+        finally:
+            with self._lock:
+                self.expires_at = expires_at + (time.monotonic() - started)
+            _watchdog.arm(self)  # it may have gone to sleep for good meanwhile
+
     def remaining(self) -> float:
         return self.expires_at - time.monotonic()
 

@@ -2,7 +2,10 @@
 
 One run reads: claim a batch (committed before any network I/O), send each
 row over one reused connection, record its outcome in its own short
-transaction, and decide whether to go on. A run ends when the queue is empty,
+transaction, and decide whether to go on. The work of its own (rendering the
+next row, writing the last outcome) is done while the server is busy with the
+current message; only a recorded outcome lets the next message be handed
+over. A run ends when the queue is empty,
 when its time budget could not cover another batch, when a fault that is not
 the row's own (the server, the network, the account) stops it, or when it is
 asked to stop. Rows it claimed and did not try go back untouched.
@@ -16,20 +19,23 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import get_connection
+from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db import DatabaseError
 from django.utils import timezone
 
 from outbox import conf
 from outbox.claim import claim_batch, release, worker_name
 from outbox.classify import Action, Verdict, classify
 from outbox.emails import Envelope, render, to_email_message
+from outbox.exceptions import HandoverBlocked
 from outbox.limits import SendingLimits
 from outbox.models import (
     AttemptOutcome,
@@ -40,8 +46,10 @@ from outbox.models import (
     smtp_code,
     storable,
 )
+from outbox.outcomes import OutcomeWriter
 from outbox.reconnect import with_reconnect
 from outbox.runs import record_run
+from outbox.smtp import DeadlineSMTPBackend, Hooks
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ class Dispatcher:
         self.worker = worker_name()
         self._check_lease_covers_a_run()
         self._recorded_at: float | None = None
-        self._history: list[OutboxAttempt] = []
+        self.outcomes = OutcomeWriter()
         self.stop_requested = threading.Event()
 
     def _check_lease_covers_a_run(self) -> None:
@@ -146,6 +154,7 @@ class Dispatcher:
                 if not self._budget_covers_a_batch(report, started):
                     break
 
+                self.outcomes.settle()
                 batch = with_reconnect(
                     lambda: claim_batch(
                         self.batch_size, self.lease_seconds, self.worker, self.limits
@@ -159,6 +168,7 @@ class Dispatcher:
                 if report.fault or len(batch) < self.batch_size:
                     break
         finally:
+            self.outcomes.settle()
             _close_quietly(backend)
             report.interrupted = self.stop_requested.is_set()
             report.seconds = time.monotonic() - started
@@ -217,45 +227,54 @@ class Dispatcher:
         report: RunReport,
         started: float,
     ) -> None:
-        try:
-            for index, row in enumerate(batch):
-                out_of_time = time.monotonic() - started >= self.max_seconds
-                if self.stop_requested.is_set() or out_of_time:
-                    report.released += with_reconnect(partial(release, batch[index:]))
-                    return
+        # The next row is rendered while the server takes in this one.
+        ahead: dict[int, Prepared] = {}
+        for index, row in enumerate(batch):
+            out_of_time = time.monotonic() - started >= self.max_seconds
+            if self.stop_requested.is_set() or out_of_time:
+                self.outcomes.settle()
+                report.released += with_reconnect(partial(release, batch[index:]))
+                return
 
-                verdict = self._attempt(row, backend, report)
-                if verdict is not None and verdict.action is Action.STOP:
-                    report.fault = verdict.text
-                    rest = batch[index + 1 :]
-                    report.released += with_reconnect(partial(release, rest))
-                    return
-        finally:
-            # One insert per batch, after the outcomes: history is for
-            # reading, and must not slow or endanger the outcomes.
-            history = self._history
-            with_reconnect(lambda: OutboxAttempt.objects.bulk_create(history))
-            self._history = []
+            following = batch[index + 1] if index + 1 < len(batch) else None
+
+            def prepare_following(following: OutboxMessage | None = following) -> None:
+                if following is not None:
+                    ahead[following.id] = _prepare(following)
+
+            prepared = ahead.pop(row.id, None) or _prepare(row)
+            verdict = self._attempt(row, prepared, prepare_following, backend, report)
+            if verdict is not None and verdict.action is Action.STOP:
+                report.fault = verdict.text
+                rest = batch[index + 1 :]
+                self.outcomes.settle()
+                report.released += with_reconnect(partial(release, rest))
+                return
 
     # One row.
 
     def _attempt(
-        self, row: OutboxMessage, backend: BaseEmailBackend, report: RunReport
+        self,
+        row: OutboxMessage,
+        prepared: "Prepared",
+        after_handover: Callable[[], None],
+        backend: BaseEmailBackend,
+        report: RunReport,
     ) -> Verdict | None:
         started = time.monotonic()
         started_at = timezone.now()
-        try:
-            message = to_email_message(row)
-            envelope = render(message)
-        # This is the poison boundary: whatever stops a row from becoming an
-        # email fails that row alone, so one bad row never halts the queue.
-        except Exception as exc:  # noqa: BLE001
-            verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, _one_line(exc))
+        if isinstance(prepared, Exception):
+            verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, _one_line(prepared))
             self._record(row, verdict, report, started, started_at)
             return verdict
 
+        message, envelope = prepared
         try:
-            refused = _deliver(backend, envelope, message)
+            refused = self._deliver(backend, envelope, message, after_handover)
+        except HandoverBlocked as exc:
+            # Nothing went out; the database failed, and ends the run as such.
+            assert exc.__cause__ is not None
+            raise exc.__cause__ from None
         # The send boundary: every error of the transport is classified and
         # recorded on the row; unexpected ones are logged with a traceback.
         except Exception as exc:
@@ -266,18 +285,49 @@ class Dispatcher:
             return verdict
 
         number = row.attempts + 1
-        written = with_reconnect(lambda: row.mark_sent(refused))
-        self._remember(row, number, started_at, started, AttemptOutcome.SENT)
-        report.sent += 1
-        logger.info(
-            "outbox.sent row=%s attempt=%s refused=%s ms=%d%s",
-            row.id,
-            row.attempts,
-            len(refused),
-            _ms(started),
-            "" if written else " lost_claim=yes",
+        elapsed = _ms(started)
+        attempt = self._attempt_line(
+            row, number, started_at, elapsed, AttemptOutcome.SENT
         )
+        report.sent += 1
+
+        def settled(written: bool) -> None:
+            logger.info(
+                "outbox.sent row=%s attempt=%s refused=%s ms=%d%s",
+                row.id,
+                number,
+                len(refused),
+                elapsed,
+                "" if written else " lost_claim=yes",
+            )
+
+        self.outcomes.write(row, row.sent_changes(refused), attempt, settled)
         return None
+
+    def _deliver(
+        self,
+        backend: BaseEmailBackend,
+        envelope: Envelope,
+        message: Any,
+        after_handover: Callable[[], None],
+    ) -> dict[str, Any]:
+        """Send through ``backend``; ours reports refused recipients, others can't.
+
+        With ours, the last outcome goes to the database while the server
+        reads this message's first command, and must be recorded before the
+        message is handed over (see ``outbox.outcomes``).
+        """
+        if isinstance(backend, DeadlineSMTPBackend):
+            hooks = Hooks(
+                meanwhile=partial(_or_blocked, self.outcomes.send),
+                before_handover=partial(_or_blocked, self.outcomes.settle),
+                after_handover=after_handover,
+            )
+            return backend.deliver(envelope, hooks)
+        _or_blocked(self.outcomes.settle)
+        if backend.send_messages([message]) != 1:
+            raise RuntimeError(f"{type(backend).__name__} did not send the message")
+        return {}
 
     def _record(
         self,
@@ -296,61 +346,53 @@ class Dispatcher:
         limit = self.max_attempts + min(unconfirmed, self.max_attempts)
         out_of_attempts = attempt >= limit
         if verdict.action is Action.FAIL or out_of_attempts:
-            written = with_reconnect(
-                lambda: row.mark_failed(verdict.text, verdict.kind, verdict.code)
-            )
+            changes = row.failed_changes(verdict.text, verdict.kind, verdict.code)
             report.failed += 1
-            outcome = "failed"
+            outcome = AttemptOutcome.FAILED
         else:
-            delay = self.backoff(attempt)
-            written = with_reconnect(
-                lambda: row.schedule_retry(
-                    delay, verdict.text, verdict.kind, verdict.code
-                )
+            changes = row.retry_changes(
+                self.backoff(attempt), verdict.text, verdict.kind, verdict.code
             )
             report.retried += 1
-            outcome = "retry"
-        self._remember(
-            row,
-            attempt,
-            started_at,
-            started,
-            AttemptOutcome.FAILED if outcome == "failed" else AttemptOutcome.RETRY,
-            verdict,
-        )
-        log = logger.warning if outcome == "retry" else logger.error
-        log(
-            "outbox.%s row=%s attempt=%s kind=%s code=%s ms=%d%s",
-            outcome,
-            row.id,
-            attempt,
-            verdict.kind.value,
-            verdict.code,
-            _ms(started),
-            "" if written else " lost_claim=yes",
-        )
+            outcome = AttemptOutcome.RETRY
+        elapsed = _ms(started)
+        line = self._attempt_line(row, attempt, started_at, elapsed, outcome, verdict)
 
-    def _remember(
+        def settled(written: bool) -> None:
+            log = logger.warning if outcome is AttemptOutcome.RETRY else logger.error
+            log(
+                "outbox.%s row=%s attempt=%s kind=%s code=%s ms=%d%s",
+                outcome.value,
+                row.id,
+                attempt,
+                verdict.kind.value,
+                verdict.code,
+                elapsed,
+                "" if written else " lost_claim=yes",
+            )
+
+        self.outcomes.write(row, changes, line, settled)
+
+    def _attempt_line(
         self,
         row: OutboxMessage,
         number: int,
         started_at: datetime,
-        started: float,
+        duration_ms: int,
         outcome: AttemptOutcome,
         verdict: Verdict | None = None,
-    ) -> None:
-        self._history.append(
-            OutboxAttempt(
-                message_id=row.id,
-                number=number,
-                started_at=started_at,
-                duration_ms=_ms(started),
-                outcome=outcome,
-                smtp_code=smtp_code(verdict.code) if verdict else None,
-                error_kind=verdict.kind if verdict else "",
-                error=storable(verdict.text) if verdict else "",
-                worker=self.worker,
-            )
+    ) -> OutboxAttempt:
+        """The attempt's line of history, written with its outcome."""
+        return OutboxAttempt(
+            message_id=row.id,
+            number=number,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            smtp_code=smtp_code(verdict.code) if verdict else None,
+            error_kind=verdict.kind if verdict else "",
+            error=storable(verdict.text) if verdict else "",
+            worker=self.worker,
         )
 
     def backoff(self, attempt: int) -> timedelta:
@@ -369,17 +411,26 @@ class Dispatcher:
         return backend
 
 
-def _deliver(
-    backend: BaseEmailBackend, envelope: Envelope, message: Any
-) -> dict[str, Any]:
-    """Send through ``backend``; ours reports refused recipients, others can't."""
-    deliver = getattr(backend, "deliver", None)
-    if deliver is not None:
-        refused: dict[str, Any] = deliver(envelope)
-        return refused
-    if backend.send_messages([message]) != 1:
-        raise RuntimeError(f"{type(backend).__name__} did not send the message")
-    return {}
+Prepared = tuple[EmailMessage, Envelope] | Exception
+
+
+def _prepare(row: OutboxMessage) -> Prepared:
+    """The row's email and its rendered bytes, or what stops it being built."""
+    try:
+        message = to_email_message(row)
+        return message, render(message)
+    # This is the poison boundary: whatever stops a row from becoming an
+    # email fails that row alone, so one bad row never halts the queue.
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def _or_blocked(step: Callable[[], None]) -> None:
+    """Run a database step that must succeed before a message goes out."""
+    try:
+        step()
+    except DatabaseError as exc:
+        raise HandoverBlocked("an earlier outcome could not be recorded") from exc
 
 
 def _close_quietly(backend: BaseEmailBackend) -> None:

@@ -49,3 +49,11 @@ class DeliveryUnconfirmed(OutboxError):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(f"message handed over, no reply: {cause}")
         self.cause = cause
+
+
+class HandoverBlocked(OutboxError):
+    """A message held back just before the end of DATA, and not sent.
+
+    Raised by a dispatcher that could not record an earlier outcome: sending
+    on would leave more than one delivered message unrecorded.
+    """

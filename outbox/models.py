@@ -1,10 +1,11 @@
 """The outbox table: one row per email, from enqueue to its final state."""
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import Q
 from django.utils import timezone
 
@@ -167,16 +168,21 @@ class OutboxMessage(models.Model):
     # of the one that took the row over. Each returns whether it was written.
 
     def mark_sent(self, refused: dict[str, tuple[int, str]] | None = None) -> bool:
-        now = timezone.now()
-        return self._record(
-            status=Status.SENT,
-            attempts=self.attempts + 1,
-            sent_at=now,
-            refused_recipients={
+        return self._record(**self.sent_changes(refused))
+
+    def sent_changes(
+        self, refused: dict[str, tuple[int, str]] | None = None
+    ) -> dict[str, Any]:
+        """What ``mark_sent`` writes, for a caller that writes it itself."""
+        return {
+            "status": Status.SENT,
+            "attempts": self.attempts + 1,
+            "sent_at": timezone.now(),
+            "refused_recipients": {
                 address: [smtp_code(code), storable(reply)]
                 for address, (code, reply) in (refused or {}).items()
             },
-        )
+        }
 
     def schedule_retry(
         self,
@@ -185,30 +191,46 @@ class OutboxMessage(models.Model):
         kind: ErrorKind,
         code: int | None = None,
     ) -> bool:
-        now = timezone.now()
-        return self._record(
-            status=Status.PENDING,
-            attempts=self.attempts + 1,
-            next_attempt_at=now + delay,
-            last_error=storable(error),
-            last_error_kind=kind,
-            last_smtp_code=smtp_code(code),
-            unconfirmed_attempts=self.unconfirmed_attempts
-            + (kind == ErrorKind.UNCONFIRMED),
-        )
+        return self._record(**self.retry_changes(delay, error, kind, code))
+
+    def retry_changes(
+        self,
+        delay: timedelta,
+        error: str,
+        kind: ErrorKind,
+        code: int | None = None,
+    ) -> dict[str, Any]:
+        """What ``schedule_retry`` writes."""
+        return {
+            "status": Status.PENDING,
+            "next_attempt_at": timezone.now() + delay,
+            **self._error_changes(error, kind, code),
+        }
 
     def mark_failed(self, error: str, kind: ErrorKind, code: int | None = None) -> bool:
-        now = timezone.now()
-        return self._record(
-            status=Status.FAILED,
-            attempts=self.attempts + 1,
-            failed_at=now,
-            last_error=storable(error),
-            last_error_kind=kind,
-            last_smtp_code=smtp_code(code),
-            unconfirmed_attempts=self.unconfirmed_attempts
+        return self._record(**self.failed_changes(error, kind, code))
+
+    def failed_changes(
+        self, error: str, kind: ErrorKind, code: int | None = None
+    ) -> dict[str, Any]:
+        """What ``mark_failed`` writes."""
+        return {
+            "status": Status.FAILED,
+            "failed_at": timezone.now(),
+            **self._error_changes(error, kind, code),
+        }
+
+    def _error_changes(
+        self, error: str, kind: ErrorKind, code: int | None
+    ) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts + 1,
+            "last_error": storable(error),
+            "last_error_kind": kind,
+            "last_smtp_code": smtp_code(code),
+            "unconfirmed_attempts": self.unconfirmed_attempts
             + (kind == ErrorKind.UNCONFIRMED),
-        )
+        }
 
     def release(self) -> bool:
         """Give an untried row back to the queue as it was before the claim."""
@@ -235,20 +257,79 @@ class OutboxMessage(models.Model):
         return self._update_if(Q(status__in=statuses), changes)
 
     def _record(self, **changes: Any) -> bool:
-        if self.claim_token is None:
+        statement = self.record_statement(changes)
+        if statement is None:
             return False
-        changes.update(claim_token=None, lease_expires_at=None)
-        claimed = Q(status=Status.SENDING, claim_token=self.claim_token)
-        return self._update_if(claimed, changes)
+        with connections[self._db()].cursor() as cursor:
+            cursor.execute(*statement)
+            written: bool = cursor.rowcount == 1
+        if written:
+            self.mirror(changes)
+        return written
+
+    def record_statement(self, changes: dict[str, Any]) -> tuple[str, list[Any]] | None:
+        """The UPDATE that writes ``changes`` only while the claim is ours.
+
+        ``changes`` gains the fields every outcome clears. Written as SQL
+        rather than built by a QuerySet: building costs ~0.1 ms, which the
+        dispatcher would pay for every message it sends.
+        """
+        if self.claim_token is None:
+            return None
+        changes.update(
+            claim_token=None, lease_expires_at=None, updated_at=timezone.now()
+        )
+        db = connections[self._db()]
+        sql, fields = _claimed_update(db.alias, tuple(changes))
+        values = [*(changes[f.name] for f in fields[:-3])]
+        values += [self.pk, Status.SENDING, self.claim_token]
+        params = [
+            f.get_db_prep_save(value, db)
+            for f, value in zip(fields, values, strict=True)
+        ]
+        return sql, params
+
+    def mirror(self, changes: dict[str, Any]) -> None:
+        """Reflect a write that landed on this instance."""
+        for field, value in changes.items():
+            setattr(self, field, value)
+
+    def _db(self) -> str:
+        return self._state.db or router.db_for_write(type(self), instance=self)
 
     def _update_if(self, condition: Q, changes: dict[str, Any]) -> bool:
         """Write ``changes`` if the row still meets ``condition``; mirror them."""
         changes["updated_at"] = timezone.now()
         written = type(self).objects.filter(condition, pk=self.pk).update(**changes)
         if written:
-            for field, value in changes.items():
-                setattr(self, field, value)
+            self.mirror(changes)
         return written == 1
+
+
+@functools.lru_cache(maxsize=16)
+def _claimed_update(
+    alias: str, names: tuple[str, ...]
+) -> tuple[str, list["models.Field[Any, Any]"]]:
+    """SQL setting ``names`` on one row if it is still claimed by a token.
+
+    Returns the fields of its placeholders, in order: ``names``, then the
+    row's id, status and claim token.
+    """
+    meta = OutboxMessage._meta
+    quote = connections[alias].ops.quote_name
+    fields = [_column(meta.get_field(name)) for name in names]
+    keys = [_column(meta.get_field(name)) for name in ("id", "status", "claim_token")]
+    sql = "UPDATE {} SET {} WHERE {}".format(
+        quote(meta.db_table),
+        ", ".join(f"{quote(f.column)} = %s" for f in fields),
+        " AND ".join(f"{quote(f.column)} = %s" for f in keys),
+    )
+    return sql, [*fields, *keys]
+
+
+def _column(field: object) -> "models.Field[Any, Any]":
+    assert isinstance(field, models.Field) and field.column, field
+    return field
 
 
 class AttemptOutcome(models.TextChoices):
@@ -263,8 +344,8 @@ class AttemptOutcome(models.TextChoices):
 class OutboxAttempt(models.Model):
     """One try at sending one row, for the history an operator reads.
 
-    Written per batch after its outcomes: a dispatcher that dies mid-batch
-    loses these lines of history, never an outcome.
+    Written in the same transaction as the attempt's outcome, so history and
+    state never disagree.
     """
 
     message = models.ForeignKey(

@@ -10,7 +10,9 @@ import logging
 import smtplib
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -20,11 +22,43 @@ from django.core.mail.utils import DNS_NAME
 from outbox import conf
 from outbox.deadline import Deadline
 from outbox.emails import Envelope, render
-from outbox.exceptions import DeadlineExceeded, DeliveryUnconfirmed, OutboxError
+from outbox.exceptions import (
+    DeadlineExceeded,
+    DeliveryUnconfirmed,
+    HandoverBlocked,
+    OutboxError,
+)
 
 logger = logging.getLogger(__name__)
 
 Refused = dict[str, tuple[int, str]]
+
+
+@dataclass
+class Hooks:
+    """Work of the caller's to run while the server is busy with ours.
+
+    Each runs with the deadline's clock stopped, since it waits on something
+    other than the server. ``meanwhile`` runs once, after the first command
+    goes out; ``before_handover`` after the server's 354, before the message
+    is sent (if it raises, the message is not sent and the connection is
+    dropped); ``after_handover`` after the message went out, before its reply
+    is read, and must not raise.
+    """
+
+    meanwhile: Callable[[], None] | None = None
+    before_handover: Callable[[], None] | None = None
+    after_handover: Callable[[], None] | None = None
+
+    def paused(self, deadline: Deadline) -> "Hooks":
+        def pause(hook: Callable[[], None] | None) -> Callable[[], None] | None:
+            return None if hook is None else partial(deadline.paused, hook)
+
+        return Hooks(
+            pause(self.meanwhile),
+            pause(self.before_handover),
+            pause(self.after_handover),
+        )
 
 
 class DeadlineSMTP(smtplib.SMTP):
@@ -38,6 +72,7 @@ class DeadlineSMTP(smtplib.SMTP):
         self.deadline = deadline
         self.server_hostname = host
         self.handed_over = False
+        self.hooks = Hooks()
         self._in_data = False
         super().__init__(host, port, **kw)
 
@@ -79,11 +114,20 @@ class DeadlineSMTP(smtplib.SMTP):
             self._in_data = False
 
     def send(self, s: Any) -> None:
-        super().send(s)
         # smtplib sends the message body as bytes ending in CRLF.CRLF; the
         # DATA command itself goes out as a str.
-        if self._in_data and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+        body = self._in_data and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
+        hooks = self.hooks
+        if body and hooks.before_handover is not None:
+            hooks.before_handover()
+        super().send(s)
+        if body:
             self.handed_over = True
+            if hooks.after_handover is not None:
+                hooks.after_handover()
+        elif hooks.meanwhile is not None:
+            work, hooks.meanwhile = hooks.meanwhile, None
+            work()
 
 
 class DeadlineSMTPSSL(DeadlineSMTP):
@@ -240,22 +284,37 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
                 self.close()
         return sent
 
-    def deliver(self, envelope: Envelope) -> Refused:
+    def deliver(
+        self,
+        envelope: Envelope,
+        hooks: Hooks | None = None,
+    ) -> Refused:
         """Send one rendered message; return the recipients the server refused.
 
         Raise what smtplib raises for a refusal, ``DeadlineExceeded`` when the
         deadline cut the send off, and ``DeliveryUnconfirmed`` when the server
         took the whole message but no reply to it came.
+
+        ``hooks`` run the caller's own work in the server's think time.
         """
         with self._lock, Deadline(self.deadline) as deadline:
             self._current = deadline
             try:
-                return self._deliver(envelope, deadline)
+                return self._deliver(envelope, deadline, hooks or Hooks())
             finally:
                 self._current = None
                 self._stage = "idle"
+                if self.connection is not None:
+                    self.connection.hooks = Hooks()
 
-    def _deliver(self, envelope: Envelope, deadline: Deadline) -> Refused:
+    def _deliver(
+        self,
+        envelope: Envelope,
+        deadline: Deadline,
+        hooks: Hooks,
+    ) -> Refused:
+        # One set for both passes below: ``meanwhile`` must run only once.
+        hooks = hooks.paused(deadline)
         # A connection kept from the last message may have been closed by
         # the server while idle; that is worth exactly one reconnect.
         for may_reconnect in (True, False):
@@ -264,9 +323,13 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
             assert isinstance(connection, DeadlineSMTP)
             deadline.watch(connection.sock)
             connection.handed_over = False
+            connection.hooks = hooks
             self._stage = "sending"
             try:
                 refused = connection.sendmail(*envelope)
+            except HandoverBlocked:
+                self._discard()
+                raise
             except (OSError, smtplib.SMTPException) as exc:
                 if _refusal_keeps_connection(exc, connection):
                     raise
