@@ -2,13 +2,14 @@
 
 One run reads: claim a batch (committed before any network I/O), send each
 row over one reused connection, record its outcome in its own short
-transaction, and decide whether to go on. The work of its own (rendering the
-next row, writing the last outcome) is done while the server is busy with the
-current message; only a recorded outcome lets the next message be handed
-over. A run ends when the queue is empty,
+transaction, and decide whether to go on. A run ends when the queue is empty,
 when its time budget could not cover another batch, when a fault that is not
 the row's own (the server, the network, the account) stops it, or when it is
 asked to stop. Rows it claimed and did not try go back untouched.
+
+Its own work (rendering the next row, writing the last outcome) is done while
+the server is busy with the current message; a message is handed over only
+once the outcome before it is recorded.
 
 Delivery is at least once: a dispatcher that dies after the server accepted a
 message but before the row was marked leaves the row to be reclaimed when its
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, get_connection
@@ -52,6 +53,8 @@ from outbox.runs import record_run
 from outbox.smtp import DeadlineSMTPBackend, Hooks
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -154,8 +157,7 @@ class Dispatcher:
                 if not self._budget_covers_a_batch(report, started):
                     break
 
-                self.outcomes.settle()
-                batch = with_reconnect(
+                batch = self._database(
                     lambda: claim_batch(
                         self.batch_size, self.lease_seconds, self.worker, self.limits
                     )
@@ -184,7 +186,7 @@ class Dispatcher:
         idle = not report.claimed and not report.fault
         if idle and self._recorded_at is not None and now - self._recorded_at < 60:
             return
-        with_reconnect(
+        self._database(
             lambda: record_run(
                 worker=self.worker,
                 started_at=report.started_at,
@@ -232,24 +234,24 @@ class Dispatcher:
         for index, row in enumerate(batch):
             out_of_time = time.monotonic() - started >= self.max_seconds
             if self.stop_requested.is_set() or out_of_time:
-                self.outcomes.settle()
-                report.released += with_reconnect(partial(release, batch[index:]))
+                report.released += self._database(partial(release, batch[index:]))
                 return
 
-            following = batch[index + 1] if index + 1 < len(batch) else None
-
-            def prepare_following(following: OutboxMessage | None = following) -> None:
-                if following is not None:
-                    ahead[following.id] = _prepare(following)
-
+            following = batch[index + 1 : index + 2]
             prepared = ahead.pop(row.id, None) or _prepare(row)
-            verdict = self._attempt(row, prepared, prepare_following, backend, report)
+            verdict = self._attempt(
+                row, prepared, partial(_prepare_into, ahead, following), backend, report
+            )
             if verdict is not None and verdict.action is Action.STOP:
                 report.fault = verdict.text
-                rest = batch[index + 1 :]
-                self.outcomes.settle()
-                report.released += with_reconnect(partial(release, rest))
+                report.released += self._database(partial(release, batch[index + 1 :]))
                 return
+
+    def _database(self, step: Callable[[], T]) -> T:
+        """Run a database step of the run's own, after the outcome in flight:
+        they share one session, which takes one statement at a time."""
+        self.outcomes.settle()
+        return with_reconnect(step)
 
     # One row.
 
@@ -423,6 +425,11 @@ def _prepare(row: OutboxMessage) -> Prepared:
     # email fails that row alone, so one bad row never halts the queue.
     except Exception as exc:  # noqa: BLE001
         return exc
+
+
+def _prepare_into(ahead: dict[int, Prepared], rows: list[OutboxMessage]) -> None:
+    for row in rows:
+        ahead[row.id] = _prepare(row)
 
 
 def _or_blocked(step: Callable[[], None]) -> None:

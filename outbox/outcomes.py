@@ -81,13 +81,19 @@ class OutcomeWriter:
         row = outcome.row
         wrapper = connections[self.using]
         if wrapper.vendor != "postgresql" or wrapper.in_atomic_block:
-            self._finish(outcome, with_reconnect(lambda: _write_now(outcome)))
+            outcome.settled(with_reconnect(lambda: _write_now(outcome)))
             return
         try:
             connection = self._send(outcome)
         except OperationalError as exc:
             logger.warning("outbox.outcome_send_failed row=%s error=%s", row.id, exc)
-            self._finish(outcome, self._write_again(outcome))
+            outcome.settled(self._write_again(outcome))
+            return
+        # A fault of this module's own, not the database's: the outcome still
+        # goes in, the plain way, and the traceback shows what to fix.
+        except Exception:
+            logger.exception("outbox.outcome_send_failed row=%s", row.id)
+            outcome.settled(self._write_again(outcome))
             return
         self._in_flight = (outcome, connection)
 
@@ -108,7 +114,7 @@ class OutcomeWriter:
         else:
             if written:
                 outcome.row.mirror(outcome.changes)
-        self._finish(outcome, written)
+        outcome.settled(written)
 
     def _send(self, outcome: _Outcome) -> Any:
         import psycopg
@@ -134,9 +140,6 @@ class OutcomeWriter:
         # The connection may hold a half-read answer: never reuse it.
         connections[self.using].close()
         return with_reconnect(lambda: _write_now(outcome))
-
-    def _finish(self, outcome: _Outcome, written: bool) -> None:
-        outcome.settled(written)
 
 
 def _write_now(outcome: _Outcome) -> bool:
