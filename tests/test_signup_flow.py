@@ -148,14 +148,38 @@ def test_database_refuses_a_second_address_differing_only_in_case():
 
 
 @pytest.mark.django_db
-def test_name_with_a_line_break_is_a_form_error(client):
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Eve\nBcc: someone@else.test",
+        "Eve\rBcc: someone@else.test",
+        "A\x01B",
+        "Tab\there",
+        "Del\x7f",
+        "C1\x85control",
+        "Line\u2028separator",
+    ],
+)
+def test_name_with_a_line_break_or_control_character_is_a_form_error(client, name):
     response = client.post(
-        "/accounts/signup/",
-        signup_fields("ivy@example.test", name="Eve\nBcc: someone@else.test"),
+        "/accounts/signup/", signup_fields("ivy@example.test", name=name)
     )
 
     assert response.status_code == 400
-    assert "Line breaks are not allowed" in response.content.decode()
+    assert "control characters are not allowed" in response.content.decode()
+    assert User.objects.count() == 0 and OutboxMessage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_api_refuses_a_control_character_in_the_name(client):
+    response = client.post(
+        "/api/signup/",
+        {"email": "ivy@example.test", "name": "A\x01B", "password": PASSWORD},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["name"][0]["code"] == "control_character"
     assert User.objects.count() == 0 and OutboxMessage.objects.count() == 0
 
 

@@ -25,10 +25,17 @@ EMAIL_TAKEN = "An account with this email address already exists."
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
-def reject_line_breaks(value: str) -> None:
-    """Refuse CR and LF: a name ends up in mail headers, where they inject."""
-    if "\r" in value or "\n" in value:
-        raise ValidationError("Line breaks are not allowed here.", code="line_break")
+def reject_control_characters(value: str) -> None:
+    """Refuse line breaks and other control characters.
+
+    A name ends up in mail headers, where a line break injects more headers,
+    and in the mail's text, where a control character is only noise.
+    """
+    if any(unicodedata.category(char) in {"Cc", "Zl", "Zp"} for char in value):
+        raise ValidationError(
+            "Line breaks and control characters are not allowed here.",
+            code="control_character",
+        )
 
 
 def reject_unencodable(value: str) -> None:
@@ -81,7 +88,7 @@ class SignupForm(forms.Form):
     name = forms.CharField(
         max_length=150,
         label="Your name",
-        validators=[reject_line_breaks, reject_unencodable],
+        validators=[reject_control_characters, reject_unencodable],
     )
     password1 = forms.CharField(
         label="Password",

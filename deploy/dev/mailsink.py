@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import email
 import email.policy
+import os
 import signal
 import sys
 import time
@@ -25,7 +26,9 @@ class PrintAndSave:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
         data: bytes = envelope.original_content or b""
-        path = self.maildir / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.count}.eml"
+        # The process id keeps a restarted sink from reusing a name.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.maildir / f"{stamp}-{os.getpid()}-{self.count}.eml"
         path.write_bytes(data)
         message = email.message_from_bytes(data, policy=email.policy.default)
         body = message.get_body(preferencelist=("plain",))
