@@ -36,7 +36,7 @@ from outbox import conf
 from outbox.claim import claim_batch, release, worker_name
 from outbox.classify import Action, Verdict, classify
 from outbox.emails import Envelope, render, to_email_message
-from outbox.exceptions import HandoverBlocked
+from outbox.exceptions import HandoverBlocked, LeaseExpired
 from outbox.limits import SendingLimits
 from outbox.models import (
     AttemptOutcome,
@@ -114,6 +114,7 @@ class Dispatcher:
         self.transport_options = transport_options or {}
         self.limits = limits or SendingLimits.from_settings()
         self.worker = worker_name()
+        self.send_deadline = self._send_deadline()
         self._check_lease_covers_a_run()
         self._recorded_at: float | None = None
         self.outcomes = OutcomeWriter()
@@ -124,23 +125,28 @@ class Dispatcher:
 
         A row is held for at most the run budget plus one send; a shorter
         lease lets another dispatcher reclaim rows this one is still sending.
+        (Time spent waiting on the database is not bounded by either: the
+        lease itself is checked again before each message goes out.)
         """
-        deadline = getattr(self.transport, "deadline", None)
-        if deadline is None:
-            deadline = self.transport_options.get(
-                "deadline", conf.get("OUTBOX_SEND_DEADLINE")
-            )
-        held = self.max_seconds + float(deadline)
+        held = self.max_seconds + self.send_deadline
         if self.lease_seconds < held:
             raise ImproperlyConfigured(
                 f"OUTBOX_LEASE_SECONDS ({self.lease_seconds:g} s) is shorter than a "
                 f"run may hold a row (budget {self.max_seconds:g} s + send deadline "
-                f"{float(deadline):g} s)"
+                f"{self.send_deadline:g} s)"
             )
         if self.batch_size < 1 or self.max_seconds <= 0 or self.max_attempts < 1:
             raise ImproperlyConfigured(
                 "batch size, run budget and maximum attempts must be positive"
             )
+
+    def _send_deadline(self) -> float:
+        deadline = getattr(self.transport, "deadline", None)
+        if deadline is None:
+            deadline = self.transport_options.get(
+                "deadline", conf.get("OUTBOX_SEND_DEADLINE")
+            )
+        return float(deadline)
 
     def request_stop(self) -> None:
         """Finish the message in flight, give the rest back, and end the run."""
@@ -272,7 +278,11 @@ class Dispatcher:
 
         message, envelope = prepared
         try:
-            refused = self._deliver(backend, envelope, message, after_handover)
+            refused = self._deliver(row, backend, envelope, message, after_handover)
+        except LeaseExpired as exc:
+            # Not sent, and not ours to record: another run may hold it now.
+            logger.error("outbox.lease_expired row=%s", row.id)
+            return Verdict(Action.STOP, ErrorKind.INTERNAL, None, str(exc))
         except HandoverBlocked as exc:
             # Nothing went out; the database failed, and ends the run as such.
             assert exc.__cause__ is not None
@@ -308,6 +318,7 @@ class Dispatcher:
 
     def _deliver(
         self,
+        row: OutboxMessage,
         backend: BaseEmailBackend,
         envelope: Envelope,
         message: Any,
@@ -322,14 +333,31 @@ class Dispatcher:
         if isinstance(backend, DeadlineSMTPBackend):
             hooks = Hooks(
                 meanwhile=partial(_or_blocked, self.outcomes.send),
-                before_handover=partial(_or_blocked, self.outcomes.settle),
+                before_handover=partial(self._before_handover, row),
                 after_handover=after_handover,
             )
             return backend.deliver(envelope, hooks)
-        _or_blocked(self.outcomes.settle)
+        self._before_handover(row)
         if backend.send_messages([message]) != 1:
             raise RuntimeError(f"{type(backend).__name__} did not send the message")
         return {}
+
+    def _before_handover(self, row: OutboxMessage) -> None:
+        """Hand a message over only if the outcome before it is recorded and
+        the claim on it will outlast the send.
+
+        Waiting on the database does not stop the lease's clock; once it may
+        have run out, another dispatcher may be sending the same row.
+        """
+        _or_blocked(self.outcomes.settle)
+        expires_at = row.lease_expires_at
+        left = (expires_at - timezone.now()).total_seconds() if expires_at else 0.0
+        if left < self.send_deadline:
+            raise LeaseExpired(
+                f"the claim on row {row.id} would run out before its send ends "
+                f"({left:.1f} s left, send deadline {self.send_deadline:g} s); "
+                "not sent"
+            )
 
     def _record(
         self,

@@ -57,3 +57,11 @@ class HandoverBlocked(OutboxError):
     Raised by a dispatcher that could not record an earlier outcome: sending
     on would leave more than one delivered message unrecorded.
     """
+
+
+class LeaseExpired(HandoverBlocked):
+    """A message held back because the claim on its row could run out.
+
+    Another dispatcher may have reclaimed the row, so this one neither sends
+    nor records it.
+    """

@@ -25,6 +25,8 @@ from django.core.mail import EmailMessage
 # separated by single spaces, and short enough not to be folded.
 _SIMPLE_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
+# A MIME subtype: RFC 2045's token, without its special characters.
+_SUBTYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
 _MAX_HEADER_LINE = 78
 # RFC 5322's limit on a line; Django switches the body to quoted-printable
 # past it.
@@ -61,7 +63,7 @@ def render_bytes(message: EmailMessage) -> bytes | None:
     if "date" not in lowered or "message-id" not in lowered or lowered & _STRUCTURAL:
         return None
 
-    body = _text_part(str(message.body), message.content_subtype)
+    body = _text_part(message.body, message.content_subtype)
     alternatives = getattr(message, "alternatives", [])
     if body is None:
         return None
@@ -132,9 +134,9 @@ def _common_headers(
     return lines
 
 
-def _text_part(text: str, subtype: str) -> tuple[list[str], bytes] | None:
+def _text_part(text: object, subtype: str) -> tuple[list[str], bytes] | None:
     """Headers and body of a text part as Django writes it, or None."""
-    if not _FIELD_NAME.fullmatch(subtype) or "/" in subtype:
+    if not isinstance(text, str) or not _SUBTYPE.fullmatch(subtype):
         return None
     try:
         encoded = text.encode("utf-8")
@@ -142,6 +144,8 @@ def _text_part(text: str, subtype: str) -> tuple[list[str], bytes] | None:
         return None
     if any(len(line.encode()) > _MAX_BODY_LINE for line in text.splitlines()):
         return None  # Django would switch to quoted-printable
+    if any(len(line.encode()) > _MAX_BODY_LINE for line in _LINE_END.split(text)):
+        return None  # Django would not, and send a line too long for SMTP
     head = [
         f'Content-Type: text/{subtype}; charset="utf-8"',
         "MIME-Version: 1.0",

@@ -348,8 +348,9 @@ class OutboxAttempt(models.Model):
     state never disagree.
     """
 
+    # Indexed by the unique constraint below, which begins with it.
     message = models.ForeignKey(
-        OutboxMessage, on_delete=models.CASCADE, related_name="history"
+        OutboxMessage, on_delete=models.CASCADE, related_name="history", db_index=False
     )
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
@@ -362,6 +363,14 @@ class OutboxAttempt(models.Model):
 
     class Meta:
         ordering = ["message", "number"]
+        constraints = [
+            # Writing an outcome again, after its first write went unanswered
+            # and may yet have landed, must not add a second line.
+            models.UniqueConstraint(
+                fields=["message", "number", "started_at", "worker"],
+                name="outbox_attempt_once",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of row {self.message_id}: {self.outcome}"

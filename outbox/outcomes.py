@@ -86,7 +86,9 @@ class OutcomeWriter:
         try:
             connection = self._send(outcome)
         except OperationalError as exc:
-            logger.warning("outbox.outcome_send_failed row=%s error=%s", row.id, exc)
+            logger.warning(
+                "outbox.outcome_send_failed row=%s error=%s", row.id, _one_line(exc)
+            )
             outcome.settled(self._write_again(outcome))
             return
         # A fault of this module's own, not the database's: the outcome still
@@ -108,8 +110,11 @@ class OutcomeWriter:
             written = _collect(connection)
         except OperationalError as exc:
             logger.warning(
-                "outbox.outcome_unanswered row=%s error=%s", outcome.row.id, exc
+                "outbox.outcome_unanswered row=%s error=%s",
+                outcome.row.id,
+                _one_line(exc),
             )
+            _cancel(connection)
             written = self._write_again(outcome)
         else:
             if written:
@@ -137,15 +142,34 @@ class OutcomeWriter:
         return connection
 
     def _write_again(self, outcome: _Outcome) -> bool:
+        """Write on a fresh connection; True also if the first write landed."""
         # The connection may hold a half-read answer: never reuse it.
         connections[self.using].close()
-        return with_reconnect(lambda: _write_now(outcome))
+        if with_reconnect(lambda: _write_now(outcome)):
+            return True
+        row = outcome.row
+        current = with_reconnect(
+            lambda: (
+                OutboxMessage.objects.filter(pk=row.pk)
+                .values("status", "attempts", "claim_token")
+                .first()
+            )
+        )
+        wanted = outcome.changes
+        landed = current is not None and current == {
+            "status": wanted["status"],
+            "attempts": wanted["attempts"],
+            "claim_token": None,
+        }
+        if landed:
+            row.mirror(wanted)
+        return landed
 
 
 def _write_now(outcome: _Outcome) -> bool:
     with transaction.atomic():
         written = outcome.row._record(**outcome.changes)
-        outcome.attempt.save(force_insert=True)
+        OutboxAttempt.objects.bulk_create([outcome.attempt], ignore_conflicts=True)
     return written
 
 
@@ -154,7 +178,7 @@ def _statement(outcome: _Outcome, wrapper: Any) -> tuple[str, list[Any]]:
 
     It answers with how many rows the UPDATE changed; the history line is
     written either way, since the attempt happened even if the claim did not
-    hold.
+    hold, and once only (see ``OutboxAttempt``'s constraint).
     """
     update = outcome.row.record_statement(outcome.changes)
     if update is None:
@@ -164,11 +188,11 @@ def _statement(outcome: _Outcome, wrapper: Any) -> tuple[str, list[Any]]:
     fields = [f for f in attempt._meta.concrete_fields if not f.primary_key]
     quote = wrapper.ops.quote_name
     sql = (
-        f"WITH recorded AS ({update_sql} RETURNING 1) "
-        f"INSERT INTO {quote(attempt._meta.db_table)} "
+        f"WITH recorded AS ({update_sql} RETURNING 1), "
+        f"history AS (INSERT INTO {quote(attempt._meta.db_table)} "
         f"({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join('%s' for _ in fields)}) "
-        "RETURNING (SELECT count(*) FROM recorded)"
+        f"VALUES ({', '.join('%s' for _ in fields)}) ON CONFLICT DO NOTHING) "
+        "SELECT count(*) FROM recorded"
     )
     params = [f.get_db_prep_save(getattr(attempt, f.attname), wrapper) for f in fields]
     return sql, [*update_params, *params]
@@ -185,6 +209,21 @@ def _numbered(sql: str) -> bytes:
         f"${n}{part}" for n, part in enumerate(parts[1:], start=1)
     )
     return numbered.encode()
+
+
+def _cancel(connection: Any) -> None:
+    """Ask the server to stop the statement we gave up on, so it cannot land
+    after the write that replaces it (which would then find the claim gone)."""
+    import psycopg
+
+    try:
+        connection.cancel_safe(timeout=5)
+    except (psycopg.Error, OSError) as exc:
+        logger.warning("outbox.outcome_cancel_failed error=%s", _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _collect(connection: Any) -> bool:

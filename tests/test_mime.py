@@ -162,9 +162,20 @@ def test_every_attempt_of_a_row_sends_the_same_bytes():
     assert b"multipart/alternative" in first
 
 
+def test_an_alternative_with_parameters_or_bytes_is_left_to_django():
+    with_parameters = account_message()
+    with_parameters.alternatives = [("<p>é</p>", "text/html;charset=latin1")]
+    as_bytes = account_message()
+    as_bytes.alternatives = [(b"<p>hi</p>", "text/html")]
+
+    assert mime.render_bytes(with_parameters) is None
+    assert mime.render_bytes(as_bytes) is None
+
+
 @pytest.mark.parametrize(
     "change",
     [
+        {"body": "a" * 600 + "\u2028" + "b" * 600},
         {"subject": "Ein Konto für Zoë"},
         {"subject": "word " * 20},
         {"body": "x" * 1000},

@@ -9,7 +9,7 @@ before the next message goes out.
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -55,30 +55,40 @@ def sent_rows(session: psycopg.Connection) -> int:
     return int(found[0])
 
 
-def test_no_message_is_handed_over_while_an_earlier_one_is_unrecorded(make_row, peek):
-    rows = [make_row() for _ in range(5)]
-    recorded_at_handover: list[int] = []
+def lock_at_first_mail(
+    row_id: int, seconds: float
+) -> tuple[Callable[[ScriptedSession, str], str], threading.Thread]:
+    """A MAIL reply that first locks ``row_id`` for ``seconds`` in a session
+    of its own: by the first MAIL the claim is committed."""
     locked = threading.Event()
 
-    def hold_first_row() -> None:
-        # The first outcome's commit is held up for a while; the second
-        # message must wait for it rather than go out regardless.
+    def hold() -> None:
         with session_on(connection.settings_dict["NAME"]) as holder:
             with holder.transaction():
                 holder.execute(
                     "SELECT 1 FROM outbox_outboxmessage WHERE id = %s FOR UPDATE",
-                    [rows[0].id],
+                    [row_id],
                 )
                 locked.set()
-                time.sleep(0.5)
+                time.sleep(seconds)
 
-    holder = threading.Thread(target=hold_first_row)
+    holder = threading.Thread(target=hold)
 
-    def first_mail(session: ScriptedSession, _line: str) -> str:
-        if session.messages == 0:  # the claim is committed by now
+    def reply(session: ScriptedSession, _line: str) -> str:
+        if session.messages == 0 and not holder.is_alive() and not locked.is_set():
             holder.start()
             locked.wait(10)
         return "250 2.1.0 OK"
+
+    return reply, holder
+
+
+def test_no_message_is_handed_over_while_an_earlier_one_is_unrecorded(make_row, peek):
+    rows = [make_row() for _ in range(5)]
+    recorded_at_handover: list[int] = []
+    # The first outcome's commit is held up for a while; the second message
+    # must wait for it rather than go out regardless.
+    first_mail, holder = lock_at_first_mail(rows[0].id, seconds=0.5)
 
     def end_of_data(session: ScriptedSession, _line: str) -> str:
         # The server holds message number session.messages and has not
@@ -140,3 +150,55 @@ def test_a_database_lost_before_the_next_handover_stops_the_run_unsent(make_row,
         )
     )
     assert statuses == {Status.SENDING}
+
+
+def test_a_message_whose_claim_could_run_out_is_not_handed_over(make_row):
+    rows = [make_row() for _ in range(3)]
+    # Leases of 6.5 s against a 5 s send deadline (tests/settings.py): once
+    # the first outcome has waited 2 s on a lock, the second row's claim
+    # could run out before its send ends, and another run may take it.
+    first_mail, holder = lock_at_first_mail(rows[0].id, seconds=2)
+    server = ScriptedSMTPServer(replies={"MAIL": first_mail}).start()
+    try:
+        dispatcher = Dispatcher(
+            batch_size=10,
+            max_seconds=1,
+            lease_seconds=6.5,
+            transport_options={"host": "127.0.0.1", "port": server.port},
+        )
+        report = dispatcher.run_once()
+        handed_over = len(server.mailbox)
+    finally:
+        server.stop()
+        holder.join(10)
+
+    assert handed_over == 1
+    assert report.fault is not None and "would run out" in report.fault
+    statuses = dict(OutboxMessage.objects.values_list("id", "status"))
+    assert statuses[rows[0].id] == Status.SENT
+    assert statuses[rows[1].id] == Status.SENDING  # neither sent nor recorded
+    assert statuses[rows[2].id] == Status.PENDING  # given back untouched
+
+
+def test_an_unanswered_outcome_written_again_leaves_one_history_line(
+    make_row, monkeypatch, caplog
+):
+    rows = [make_row() for _ in range(2)]
+    # The first outcome waits on a lock for 2 s; the dispatcher gives up on
+    # its answer after 0.5 s and writes it again on a new connection.
+    monkeypatch.setattr("outbox.outcomes.ANSWER_TIMEOUT", 0.5)
+    first_mail, holder = lock_at_first_mail(rows[0].id, seconds=2)
+    server = ScriptedSMTPServer(replies={"MAIL": first_mail}).start()
+    try:
+        report = dispatcher_for(server).run_once()
+    finally:
+        server.stop()
+        holder.join(10)
+
+    assert "outbox.outcome_unanswered" in caplog.text
+    assert report.sent == 2 and report.fault is None
+    assert "lost_claim" not in caplog.text
+    for row in rows:
+        history = OutboxAttempt.objects.filter(message_id=row.id)
+        assert list(history.values_list("outcome", flat=True)) == ["sent"]
+    assert OutboxMessage.objects.filter(status=Status.SENT).count() == 2
