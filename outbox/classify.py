@@ -60,6 +60,9 @@ def classify(exc: BaseException) -> Verdict:
 
 def _response(exc: smtplib.SMTPResponseException, text: str) -> Verdict:
     code, reply = exc.smtp_code, _as_bytes(exc.smtp_error)
+    if not is_reply_code(code):
+        # A line with no reply code: not an SMTP server, or a broken one.
+        return Verdict(Action.STOP, ErrorKind.CONNECTION, None, text)
     run_fault = _run_fault(code, reply)
     if run_fault is not None:
         return Verdict(Action.STOP, run_fault, code, text)
@@ -80,6 +83,8 @@ def _response(exc: smtplib.SMTPResponseException, text: str) -> Verdict:
 def _recipients_refused(exc: smtplib.SMTPRecipientsRefused, text: str) -> Verdict:
     answers = [(code, _as_bytes(reply)) for code, reply in exc.recipients.values()]
     codes = [code for code, _reply in answers]
+    if not all(is_reply_code(code) for code in codes):
+        return Verdict(Action.STOP, ErrorKind.CONNECTION, None, text)
     first = codes[0] if codes else None
     for code, reply in answers:
         run_fault = _run_fault(code, reply)
@@ -97,6 +102,12 @@ def _run_fault(code: int, reply: bytes) -> ErrorKind | None:
     if code in AUTH_CODES:
         return ErrorKind.AUTH
     return None
+
+
+def is_reply_code(code: object) -> bool:
+    """Whether ``code`` is an SMTP reply code at all (smtplib says -1 for a
+    line without one)."""
+    return isinstance(code, int) and 200 <= code <= 599
 
 
 def _as_bytes(reply: bytes | str) -> bytes:

@@ -20,6 +20,7 @@ from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
 
 from outbox import conf
+from outbox.classify import is_reply_code
 from outbox.deadline import Deadline
 from outbox.emails import Envelope, render
 from outbox.exceptions import (
@@ -334,20 +335,22 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
                 if _refusal_keeps_connection(exc, connection):
                     raise
                 # Unconfirmed means no answer came; a reply, even 421, is an
-                # answer and is classified as such.
-                unanswered = connection.handed_over and not isinstance(
-                    exc, smtplib.SMTPResponseException
-                )
+                # answer and is classified as such. A line without a reply
+                # code (smtplib says -1) is not an answer.
+                unanswered = connection.handed_over and not _is_reply(exc)
                 self._discard()
                 if unanswered:
                     raise DeliveryUnconfirmed(exc) from exc
                 error = self._deadline_error(deadline, exc)
                 if error is not exc:
                     raise error from exc
+                # smtplib reports a read that timed out as a disconnect too;
+                # a server that stopped answering is not one that hung up.
                 if (
                     reused
                     and may_reconnect
                     and isinstance(exc, smtplib.SMTPServerDisconnected)
+                    and not isinstance(exc.__context__, TimeoutError)
                 ):
                     logger.info("outbox.smtp.reconnect reason=idle-disconnect")
                     continue
@@ -366,6 +369,12 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
         return exc
 
 
+def _is_reply(exc: BaseException) -> bool:
+    return isinstance(exc, smtplib.SMTPResponseException) and is_reply_code(
+        exc.smtp_code
+    )
+
+
 def _refusal_keeps_connection(exc: BaseException, connection: smtplib.SMTP) -> bool:
     """Whether smtplib reset the session after a refusal and kept it open."""
     refusal = (
@@ -373,4 +382,6 @@ def _refusal_keeps_connection(exc: BaseException, connection: smtplib.SMTP) -> b
         smtplib.SMTPSenderRefused,
         smtplib.SMTPDataError,
     )
+    if isinstance(exc, smtplib.SMTPResponseException) and not _is_reply(exc):
+        return False  # a line without a code is no refusal: drop the server
     return isinstance(exc, refusal) and connection.sock is not None

@@ -228,6 +228,56 @@ def test_no_reply_after_the_whole_message_is_possibly_delivered_not_failed(
     assert held.message_id == row.message_id
 
 
+@pytest.mark.django_db
+def test_a_reply_without_a_code_after_the_message_is_possibly_delivered(
+    scripted, make_row, dispatch
+):
+    scripted(replies={"END": "hello there"})
+    rows = [make_row() for _ in range(3)]
+
+    report = dispatch()
+
+    assert report.fault is not None and report.released == 2
+    rows[0].refresh_from_db()
+    assert rows[0].status == Status.PENDING
+    assert rows[0].last_error_kind == ErrorKind.UNCONFIRMED
+
+
+@pytest.mark.django_db
+def test_a_reply_without_a_code_to_rcpt_stops_the_run(scripted, make_row, dispatch):
+    scripted(replies={"RCPT": "what is this"})
+    rows = [make_row() for _ in range(3)]
+
+    report = dispatch()
+
+    assert report.fault is not None and report.released == 2
+    rows[0].refresh_from_db()
+    assert rows[0].status == Status.PENDING
+    assert rows[0].last_error_kind == ErrorKind.CONNECTION
+
+
+@pytest.mark.django_db
+def test_a_server_that_stops_answering_is_not_reconnected_to(
+    scripted, make_row, dispatch, caplog
+):
+    # The second message's RCPT is never answered: EMAIL_TIMEOUT (2 s) ends
+    # the read, which smtplib reports as a disconnect.
+    def rcpt(session, line):
+        return HANG if session.messages == 1 else "250 2.1.5 OK"
+
+    server = scripted(replies={"RCPT": rcpt})
+    rows = [make_row() for _ in range(3)]
+
+    report = dispatch()
+
+    assert report.sent == 1 and report.retried == 1 and report.released == 1
+    assert report.fault is not None and "timed out" in report.fault
+    assert server.connections == 1
+    assert "idle-disconnect" not in caplog.text
+    rows[1].refresh_from_db()
+    assert rows[1].last_error_kind == ErrorKind.CONNECTION
+
+
 # One hiccup must not poison the batch (S8).
 
 
