@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from outbox.limits import SendingLimits, budget, lock_for_budget
 from outbox.models import OutboxMessage, Status
+from outbox.reconnect import with_reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,14 @@ def claim_batch(
             + Case(When(status=Status.SENDING, then=Value(1)), default=Value(0)),
         )
 
-    claimed = list(rows.claimed_by(token).order_by("priority", "next_attempt_at", "id"))
+    # The claim is committed: a lost connection from here on must not lose
+    # the rows (a retry of the whole claim would take others, leaving these
+    # held until their lease ends), so reading them back is retried alone.
+    claimed = with_reconnect(
+        lambda: list(
+            rows.claimed_by(token).order_by("priority", "next_attempt_at", "id")
+        )
+    )
     stale_ids = set(stale)
     for row in claimed:
         if row.id in stale_ids:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from outbox import conf
@@ -207,9 +207,20 @@ class Dispatcher:
         self._recorded_at = now
 
     def run_forever(self, interval: float) -> None:
-        """Run again and again until asked to stop; for development."""
+        """Run again and again until asked to stop; for development.
+
+        A database that fails ends the pass, not the loop.
+        """
         while not self.stop_requested.is_set():
-            report = self.run_once()
+            try:
+                report = self.run_once()
+            except DatabaseError as exc:
+                logger.warning(
+                    "outbox.database_unavailable error=%s", " ".join(str(exc).split())
+                )
+                connection.close()
+                self.stop_requested.wait(interval)
+                continue
             if report.claimed and not report.fault:
                 continue
             self.stop_requested.wait(interval)
@@ -245,13 +256,39 @@ class Dispatcher:
 
             following = batch[index + 1 : index + 2]
             prepared = ahead.pop(row.id, None) or _prepare(row)
-            verdict = self._attempt(
-                row, prepared, partial(_prepare_into, ahead, following), backend, report
-            )
+            try:
+                verdict = self._attempt(
+                    row,
+                    prepared,
+                    partial(_prepare_into, ahead, following),
+                    backend,
+                    report,
+                )
+            # The database failed and ends the run; the rows not handed over
+            # need not wait for their lease if it is back soon.
+            except HandoverBlocked as exc:
+                report.released += self._give_back(batch[index:])
+                assert exc.__cause__ is not None
+                raise exc.__cause__ from None
+            except DatabaseError:
+                report.released += self._give_back(batch[index + 1 :])
+                raise
             if verdict is not None and verdict.action is Action.STOP:
                 report.fault = verdict.text
                 report.released += self._database(partial(release, batch[index + 1 :]))
                 return
+
+    def _give_back(self, rows: list[OutboxMessage]) -> int:
+        """Release ``rows`` if the database answers within a few seconds."""
+        for wait in (0.0, 1.0, 2.0, 4.0):
+            if self.stop_requested.wait(wait):
+                break
+            try:
+                return release(rows)
+            except DatabaseError:
+                connection.close()
+        logger.warning("outbox.release_failed rows=%s", len(rows))
+        return 0
 
     def _database(self, step: Callable[[], T]) -> T:
         """Run a database step of the run's own, after the outcome in flight:
@@ -283,10 +320,8 @@ class Dispatcher:
             # Not sent, and not ours to record: another run may hold it now.
             logger.error("outbox.lease_expired row=%s", row.id)
             return Verdict(Action.STOP, ErrorKind.INTERNAL, None, str(exc))
-        except HandoverBlocked as exc:
-            # Nothing went out; the database failed, and ends the run as such.
-            assert exc.__cause__ is not None
-            raise exc.__cause__ from None
+        except HandoverBlocked:
+            raise  # nothing went out: the database failed (see _send_batch)
         # The send boundary: every error of the transport is classified and
         # recorded on the row; unexpected ones are logged with a traceback.
         except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
 from outbox.dispatch import Dispatcher
@@ -113,43 +114,76 @@ def test_no_message_is_handed_over_while_an_earlier_one_is_unrecorded(make_row, 
         assert list(history.values_list("outcome", flat=True)) == ["sent"]
 
 
-def test_a_database_lost_before_the_next_handover_stops_the_run_unsent(make_row, peek):
-    rows = [make_row() for _ in range(3)]
+@pytest.fixture
+def outage() -> Iterator[Callable[[ScriptedSession, str], str]]:
+    """An end-of-DATA reply that, before answering the first message, ends
+    the dispatcher's database session and lets no new one in for 1.5 s: too
+    long for the run's one reconnect, short enough to give rows back."""
     database = connection.settings_dict["NAME"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         dispatcher_pid = cursor.fetchone()[0]
     admin = session_on("postgres")
+    allow = f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'
+    back = threading.Timer(1.5, lambda: session_on("postgres").execute(allow))
 
     def end_of_data(session: ScriptedSession, _line: str) -> str:
-        if session.messages == 1:
-            # Before the first message's 250: the dispatcher's session ends
-            # and no new one is let in, so its outcome cannot be written.
+        if session.messages == 1 and session.index == 1:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
             admin.execute("SELECT pg_terminate_backend(%s)", [dispatcher_pid])
+            back.start()
         return "250 2.0.0 queued"
 
-    server = ScriptedSMTPServer(replies={"END": end_of_data}).start()
+    try:
+        yield end_of_data
+    finally:
+        if back.is_alive():
+            back.join(10)
+        admin.execute(allow)
+        admin.close()
+        connection.close()
+
+
+def test_a_database_lost_before_the_next_handover_stops_the_run_unsent(
+    make_row, outage
+):
+    rows = [make_row() for _ in range(3)]
+    server = ScriptedSMTPServer(replies={"END": outage}).start()
     try:
         with pytest.raises(OperationalError):
             dispatcher_for(server).run_once()
-        handed_over = len(server.mailbox)
     finally:
-        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-        admin.close()
         server.stop()
-        connection.close()
 
-    # The first message is the one delivered and unrecorded; the second was
-    # held back at its DATA; all three stay claimed, to be sent again once
-    # their lease ends.
-    assert handed_over == 1
-    statuses = set(
-        OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).values_list(
-            "status", flat=True
-        )
-    )
-    assert statuses == {Status.SENDING}
+    # The first message is the one delivered and unrecorded: it stays claimed
+    # and goes again, with the same Message-ID, once its lease ends. The
+    # second was held back at its DATA; it and the third are pending again.
+    assert len(server.mailbox) == 1
+    statuses = dict(OutboxMessage.objects.values_list("id", "status"))
+    assert statuses == {
+        rows[0].id: Status.SENDING,
+        rows[1].id: Status.PENDING,
+        rows[2].id: Status.PENDING,
+    }
+    assert not OutboxMessage.objects.filter(attempts__gt=0).exists()
+
+
+def test_the_command_says_in_one_line_that_the_database_failed(
+    make_row, outage, settings
+):
+    [make_row() for _ in range(2)]
+    server = ScriptedSMTPServer(replies={"END": outage}).start()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    try:
+        with pytest.raises(CommandError) as failed:
+            call_command("send_outbox")
+    finally:
+        server.stop()
+
+    assert failed.value.returncode == 1
+    message = str(failed.value)
+    assert message.startswith("the database failed during the run: ")
+    assert "\n" not in message
 
 
 def test_a_message_whose_claim_could_run_out_is_not_handed_over(make_row):
@@ -202,3 +236,29 @@ def test_an_unanswered_outcome_written_again_leaves_one_history_line(
         history = OutboxAttempt.objects.filter(message_id=row.id)
         assert list(history.values_list("outcome", flat=True)) == ["sent"]
     assert OutboxMessage.objects.filter(status=Status.SENT).count() == 2
+
+
+def test_a_loop_outlives_a_database_outage(make_row, outage, caplog):
+    rows = [make_row() for _ in range(3)]
+    dispatcher: Dispatcher | None = None
+
+    def end_of_data(session: ScriptedSession, line: str) -> str:
+        reply = outage(session, line)
+        if len(server.mailbox) == 3 and dispatcher is not None:
+            dispatcher.request_stop()
+        return reply
+
+    server = ScriptedSMTPServer(replies={"END": end_of_data}).start()
+    try:
+        dispatcher = dispatcher_for(server)
+        dispatcher.run_forever(interval=0.2)
+    finally:
+        server.stop()
+
+    assert "outbox.database_unavailable" in caplog.text
+    statuses = dict(OutboxMessage.objects.values_list("id", "status"))
+    assert statuses == {
+        rows[0].id: Status.SENDING,  # delivered, unrecorded: its lease decides
+        rows[1].id: Status.SENT,
+        rows[2].id: Status.SENT,
+    }

@@ -72,7 +72,13 @@ class Command(BaseCommand):
             if options["loop"]:
                 dispatcher.run_forever(options["interval"] or 2.0)
                 return
-            report = dispatcher.run_once()
+            try:
+                report = dispatcher.run_once()
+            except DatabaseError as exc:
+                raise CommandError(
+                    f"the database failed during the run: {_one_line(exc)}",
+                    returncode=1,
+                ) from exc
         self._report(report)
         if report.fault:
             raise CommandError(f"delivery stopped: {report.fault}", returncode=1)
@@ -96,6 +102,10 @@ class Command(BaseCommand):
 
     def _report(self, report: RunReport) -> None:
         self.stdout.write(report.summary())
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no detail'}"
 
 
 def _record_refusal(started_at: datetime, reason: str) -> None:
