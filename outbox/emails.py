@@ -7,15 +7,18 @@ is queued, so every attempt sends the same message.
 
 import base64
 import email
+import email.message
 import functools
 import re
 from email.mime.base import MIMEBase
+from email.policy import compat32
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
+from django.utils.functional import Promise
 
 from outbox import conf, mime
 from outbox.exceptions import InvalidHeader, InvalidMessage, MessageBuildError
@@ -51,17 +54,27 @@ def to_fields(message: EmailMessage) -> dict[str, Any]:
     for name, value in message.extra_headers.items():
         _check_header_name(str(name))
         _check_header_value(str(name), value)
+    body = _text("body", message.body)
+    alternatives = [
+        (_text(f"{mimetype} alternative", content), mimetype)
+        for content, mimetype in getattr(message, "alternatives", [])
+    ]
+    if not _SUBTYPE.fullmatch(str(message.content_subtype)):
+        raise InvalidMessage(f"{message.content_subtype!r} is not a MIME subtype")
 
     headers = {str(k): str(v) for k, v in message.extra_headers.items()}
     lowered = {name.lower(): name for name in headers}
     if "message-id" in lowered:
         message_id = headers.pop(lowered["message-id"])
+        if len(message_id) > MESSAGE_ID_LENGTH:
+            raise InvalidHeader(
+                f"the Message-ID is longer than {MESSAGE_ID_LENGTH} characters"
+            )
     else:
         message_id = make_msgid(domain=message_id_domain(message.from_email))
     if "date" not in lowered:
         headers["Date"] = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
 
-    alternatives = getattr(message, "alternatives", [])
     return {
         "message_id": message_id,
         "from_email": str(message.from_email),
@@ -70,10 +83,10 @@ def to_fields(message: EmailMessage) -> dict[str, Any]:
         "bcc": [str(a) for a in message.bcc],
         "reply_to": [str(a) for a in message.reply_to],
         "subject": str(message.subject),
-        "body": str(message.body),
+        "body": body,
         "content_subtype": message.content_subtype,
         "alternatives": [
-            {"content": str(content), "mimetype": mimetype}
+            {"content": content, "mimetype": mimetype}
             for content, mimetype in alternatives
         ],
         "attachments": [_attachment_to_json(a) for a in message.attachments],
@@ -110,13 +123,53 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+")
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+# What the outbox table and SMTP can carry.
+MESSAGE_ID_LENGTH = 255
+_SUBTYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,32}")
+# SMTP's limit on a line, in bytes without the CRLF (RFC 5321, 4.5.3.1.6).
+_LINE_LIMIT = 998
+# An ASCII header word longer than this cannot be folded under that limit.
+_LONGEST_WORD = 900
+_SMTP_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _text(what: str, text: object, *, lines: bool = True) -> str:
+    """Return a text part, or refuse one no SMTP server could take as Django
+    sends it."""
+    if isinstance(text, Promise):  # a lazy translation
+        text = str(text)
+    if not isinstance(text, str):
+        raise InvalidMessage(f"the {what} must be text, not {type(text).__name__}")
+    if "\x00" in text:
+        raise InvalidMessage(f"the {what} holds a NUL character")
+    if not lines:
+        return text
+    # Django switches a part to quoted-printable when a line is too long, but
+    # counts lines the way str.splitlines() does, which also breaks at
+    # characters SMTP does not: such a line would go out whole, and be
+    # refused by the server for good.
+    if any(len(line.encode()) > _LINE_LIMIT for line in text.splitlines()):
+        return text
+    if any(len(line.encode()) > _LINE_LIMIT for line in _SMTP_LINE_END.split(text)):
+        raise InvalidMessage(
+            f"a line of the {what} is longer than {_LINE_LIMIT} bytes; break it "
+            "with a newline"
+        )
+    return text
+
+
 def _check_header_name(name: str) -> None:
     if not _FIELD_NAME.fullmatch(name):
         raise InvalidHeader(f"{name!r} is not a valid header name")
 
 
 def _check_header_value(name: str, value: object) -> None:
-    for char in str(value):
+    text = str(value)
+    if text.isascii() and any(len(word) > _LONGEST_WORD for word in text.split()):
+        raise InvalidHeader(
+            f"the {name} header holds a word longer than {_LONGEST_WORD} characters"
+        )
+    for char in text:
         if char in _LINE_BREAKS:
             raise InvalidHeader(f"the {name} header holds a line break")
         if (ord(char) < 32 and char != "\t") or ord(char) == 127:
@@ -125,24 +178,43 @@ def _check_header_value(name: str, value: object) -> None:
 
 def _attachment_to_json(attachment: Any) -> dict[str, str]:
     if isinstance(attachment, MIMEBase):
-        return {"mime": attachment.as_string()}
+        # Bytes, not text: a part may carry 8-bit data.
+        return {"mime_base64": _b64(attachment.as_bytes())}
     filename, content, mimetype = attachment
+    if isinstance(content, EmailMessage):  # a forwarded message
+        content = content.message().as_bytes(linesep="\r\n")
+    elif isinstance(content, email.message.Message):
+        content = content.as_bytes()
     if isinstance(content, bytes):
-        encoded = base64.b64encode(content).decode("ascii")
-        return {"filename": filename, "mimetype": mimetype, "base64": encoded}
-    return {"filename": filename, "mimetype": mimetype, "content": str(content)}
+        return {"filename": filename, "mimetype": mimetype, "base64": _b64(content)}
+    # Only text/* parts go out as lines; others are base64-encoded.
+    text = _text(
+        f"attachment {filename!r}", content, lines=mimetype.startswith("text/")
+    )
+    return {"filename": filename, "mimetype": mimetype, "content": text}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _StoredPart(MIMEBase):
+    """A MIME part read back from the row, as the parser built it.
+
+    Django attaches MIMEBase parts as they are; parsing straight into this
+    class keeps the payload's bytes (8-bit text included) untouched.
+    """
+
+    def __init__(self, policy: Any = None) -> None:
+        email.message.Message.__init__(self, policy=policy or compat32)
 
 
 def _attachment_from_json(item: dict[str, str]) -> Any:
-    if "mime" in item:
-        parsed = email.message_from_string(item["mime"])
-        part = MIMEBase(parsed.get_content_maintype(), parsed.get_content_subtype())
-        for name in list(part.keys()):
-            del part[name]
-        for name, value in parsed.items():
-            part[name] = value
-        part.set_payload(parsed.get_payload())
-        return part
+    if "mime_base64" in item:
+        data = base64.b64decode(item["mime_base64"])
+        return email.message_from_bytes(data, _class=_StoredPart)
+    if "mime" in item:  # rows queued before "mime_base64" kept text
+        return email.message_from_string(item["mime"], _class=_StoredPart)
     content: str | bytes = (
         base64.b64decode(item["base64"]) if "base64" in item else item["content"]
     )

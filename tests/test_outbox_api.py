@@ -1,5 +1,7 @@
 """The outbox's public API and its email backend."""
 
+import email
+
 import pytest
 from django.core import mail
 from django.core.mail import BadHeaderError, EmailMultiAlternatives, send_mail
@@ -130,3 +132,79 @@ def test_enqueue_refuses_headers_that_could_break_the_message(field):
 def test_enqueue_refuses_a_message_without_recipients():
     with pytest.raises(InvalidMessage):
         enqueue(EmailMultiAlternatives("S", "B", "x@example.test", []))
+
+
+def _message(**options):
+    fields = {"subject": "Hi", "body": "B", "to": ["ann@example.test"], **options}
+    alternatives = fields.pop("alternatives", [])
+    message = EmailMultiAlternatives(**fields)
+    message.alternatives = alternatives
+    return message
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"body": "nul\x00byte"},
+        {"body": b"bytes"},
+        {"alternatives": [(b"<p>bytes</p>", "text/html")]},
+        {"alternatives": [("<p>nul\x00</p>", "text/html")]},
+        {"body": "a" * 600 + "\u2028" + "b" * 600},
+        {"body": "a" * 600 + "\x0c" + "b" * 600},
+        {"headers": {"X-Long": "v" * 2000}},
+        {"headers": {"Message-ID": "<" + "m" * 300 + "@example.test>"}},
+    ],
+    ids=[
+        "body-nul",
+        "body-bytes",
+        "alternative-bytes",
+        "alternative-nul",
+        "line-separator-long-line",
+        "form-feed-long-line",
+        "unfoldable-header",
+        "long-message-id",
+    ],
+)
+def test_enqueue_refuses_what_no_server_could_take(options):
+    with pytest.raises(InvalidMessage):
+        enqueue(_message(**options))
+
+    assert OutboxMessage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_long_line_breakable_by_django_is_queued_and_goes_out_short():
+    row = enqueue(_message(body="word " * 400))
+
+    data = render(to_email_message(row)).data
+
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+@pytest.mark.django_db
+def test_a_mime_part_with_8bit_text_and_a_forwarded_message_survive_the_queue():
+    from django.core.mail import EmailMessage
+    from django.core.mail.message import SafeMIMEText
+
+    message = _message()
+    message.attach(SafeMIMEText("héllo wörld\n", "plain", "utf-8"))
+    forwarded = EmailMessage("Fwd", "inner body", "a@example.test", ["b@example.test"])
+    message.attach("fwd.eml", forwarded, "message/rfc822")
+
+    row = enqueue(message)
+    sent = email.message_from_bytes(render(to_email_message(row)).data)
+
+    parts = list(sent.walk())
+    texts = [
+        p.get_payload(decode=True).decode().replace("\r\n", "\n")
+        for p in parts
+        if p.get_content_type() == "text/plain" and p.get_payload(decode=True)
+    ]
+    assert "héllo wörld\n" in texts
+    inner = [p for p in parts if p.get_content_type() == "message/rfc822"]
+    assert inner and inner[0].get_payload(0)["Subject"] == "Fwd"
+    assert "inner body" in texts
+    # The stored part is written back byte for byte.
+    assert "héllo wörld".encode() in render(to_email_message(row)).data
+    assert b"object at 0x" not in render(to_email_message(row)).data
