@@ -243,7 +243,7 @@ def test_a_loop_outlives_a_database_outage(make_row, outage, caplog):
     dispatcher: Dispatcher | None = None
 
     def end_of_data(session: ScriptedSession, line: str) -> str:
-        reply = outage(session, line)
+        reply: str = outage(session, line)
         if len(server.mailbox) == 3 and dispatcher is not None:
             dispatcher.request_stop()
         return reply
