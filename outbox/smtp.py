@@ -332,34 +332,49 @@ class DeadlineSMTPBackend(smtp.EmailBackend):
                 self._discard()
                 raise
             except (OSError, smtplib.SMTPException) as exc:
-                if _refusal_keeps_connection(exc, connection):
-                    raise
-                # Unconfirmed means no answer came; a reply, even 421, is an
-                # answer and is classified as such. A line without a reply
-                # code (smtplib says -1) is not an answer.
-                unanswered = connection.handed_over and not _is_reply(exc)
+                self._failed(exc, connection, deadline, reused and may_reconnect)
+                continue
+            # Anything else (a hook's own fault) leaves the session somewhere
+            # in the middle of a command: it cannot carry the next message.
+            except Exception:
                 self._discard()
-                if unanswered:
-                    raise DeliveryUnconfirmed(exc) from exc
-                error = self._deadline_error(deadline, exc)
-                if error is not exc:
-                    raise error from exc
-                # smtplib reports a read that timed out as a disconnect too;
-                # a server that stopped answering is not one that hung up.
-                if (
-                    reused
-                    and may_reconnect
-                    and isinstance(exc, smtplib.SMTPServerDisconnected)
-                    and not isinstance(exc.__context__, TimeoutError)
-                ):
-                    logger.info("outbox.smtp.reconnect reason=idle-disconnect")
-                    continue
                 raise
             return {
                 address: (code, reply.decode("utf-8", "replace"))
                 for address, (code, reply) in refused.items()
             }
         raise AssertionError("unreachable: the second pass always returns or raises")
+
+    def _failed(
+        self,
+        exc: OSError | smtplib.SMTPException,
+        connection: DeadlineSMTP,
+        deadline: Deadline,
+        may_reconnect: bool,
+    ) -> None:
+        """Raise what a failed send means; return only to reconnect once."""
+        if _refusal_keeps_connection(exc, connection):
+            raise exc
+        # Unconfirmed means no answer came; a reply, even 421, is an
+        # answer and is classified as such. A line without a reply code
+        # (smtplib says -1) is not an answer.
+        unanswered = connection.handed_over and not _is_reply(exc)
+        self._discard()
+        if unanswered:
+            raise DeliveryUnconfirmed(exc) from exc
+        error = self._deadline_error(deadline, exc)
+        if error is not exc:
+            raise error from exc
+        # smtplib reports a read that timed out as a disconnect too; a
+        # server that stopped answering is not one that hung up.
+        if (
+            may_reconnect
+            and isinstance(exc, smtplib.SMTPServerDisconnected)
+            and not isinstance(exc.__context__, TimeoutError)
+        ):
+            logger.info("outbox.smtp.reconnect reason=idle-disconnect")
+            return
+        raise exc
 
     def _deadline_error(self, deadline: Deadline, exc: BaseException) -> BaseException:
         if isinstance(exc, DeadlineExceeded):

@@ -12,7 +12,7 @@ from outbox.api import enqueue
 from outbox.emails import render
 from outbox.exceptions import DeadlineExceeded
 from outbox.models import ErrorKind, Status
-from outbox.smtp import DeadlineSMTPBackend
+from outbox.smtp import DeadlineSMTPBackend, Hooks
 from tests.smtp_servers import HANG
 
 
@@ -227,3 +227,20 @@ def test_server_closing_during_data_is_unconfirmed_only_if_it_got_the_end(
     assert row.last_error_kind == kind
     assert row.unconfirmed_attempts == unconfirmed
     assert report.fault
+
+
+def test_a_hook_that_fails_mid_conversation_leaves_no_session_behind(sink):
+    backend = DeadlineSMTPBackend(timeout=2, deadline=5)
+    message = EmailMessage("S", "B", "a@example.test", ["b@example.test"])
+
+    def broken() -> None:
+        raise RuntimeError("a fault of the caller's own")
+
+    with pytest.raises(RuntimeError):
+        backend.deliver(render(message), Hooks(meanwhile=broken))
+    assert backend.connection is None
+
+    backend.deliver(render(message))
+    backend.close()
+    assert sink.connections == 2
+    assert len(sink.mailbox) == 1
