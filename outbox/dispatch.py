@@ -281,8 +281,8 @@ class Dispatcher:
     def _give_back(self, rows: list[OutboxMessage]) -> int:
         """Release ``rows`` if the database answers within a few seconds."""
         for wait in (0.0, 1.0, 2.0, 4.0):
-            if self.stop_requested.wait(wait):
-                break
+            if wait and self.stop_requested.wait(wait):
+                break  # asked to stop: the lease will do
             try:
                 return release(rows)
             except DatabaseError:
