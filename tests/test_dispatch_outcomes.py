@@ -229,10 +229,17 @@ def test_no_reply_after_the_whole_message_is_possibly_delivered_not_failed(
 
 
 @pytest.mark.django_db
-def test_a_reply_without_a_code_after_the_message_is_possibly_delivered(
-    scripted, make_row, dispatch
-):
-    scripted(replies={"END": "hello there"})
+@pytest.mark.parametrize(
+    ("verb", "kind"),
+    [
+        # After the whole message: it may have been delivered.
+        ("END", ErrorKind.UNCONFIRMED),
+        # Before: the server is broken, not the message.
+        ("RCPT", ErrorKind.CONNECTION),
+    ],
+)
+def test_a_reply_without_a_code_stops_the_run(scripted, make_row, dispatch, verb, kind):
+    scripted(replies={verb: "hello there"})
     rows = [make_row() for _ in range(3)]
 
     report = dispatch()
@@ -240,20 +247,7 @@ def test_a_reply_without_a_code_after_the_message_is_possibly_delivered(
     assert report.fault is not None and report.released == 2
     rows[0].refresh_from_db()
     assert rows[0].status == Status.PENDING
-    assert rows[0].last_error_kind == ErrorKind.UNCONFIRMED
-
-
-@pytest.mark.django_db
-def test_a_reply_without_a_code_to_rcpt_stops_the_run(scripted, make_row, dispatch):
-    scripted(replies={"RCPT": "what is this"})
-    rows = [make_row() for _ in range(3)]
-
-    report = dispatch()
-
-    assert report.fault is not None and report.released == 2
-    rows[0].refresh_from_db()
-    assert rows[0].status == Status.PENDING
-    assert rows[0].last_error_kind == ErrorKind.CONNECTION
+    assert rows[0].last_error_kind == kind
 
 
 @pytest.mark.django_db
