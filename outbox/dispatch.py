@@ -36,7 +36,7 @@ from outbox import conf
 from outbox.claim import claim_batch, release, worker_name
 from outbox.classify import Action, Verdict, classify
 from outbox.emails import Envelope, render, to_email_message
-from outbox.exceptions import HandoverBlocked, LeaseExpired
+from outbox.exceptions import HandoverBlocked, LeaseExpired, one_line
 from outbox.limits import SendingLimits
 from outbox.models import (
     AttemptOutcome,
@@ -215,9 +215,7 @@ class Dispatcher:
             try:
                 report = self.run_once()
             except DatabaseError as exc:
-                logger.warning(
-                    "outbox.database_unavailable error=%s", " ".join(str(exc).split())
-                )
+                logger.warning("outbox.database_unavailable error=%s", one_line(exc))
                 connection.close()
                 self.stop_requested.wait(interval)
                 continue
@@ -309,7 +307,7 @@ class Dispatcher:
         started = time.monotonic()
         started_at = timezone.now()
         if isinstance(prepared, Exception):
-            verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, _one_line(prepared))
+            verdict = Verdict(Action.FAIL, ErrorKind.BUILD, None, one_line(prepared))
             self._record(row, verdict, report, started, started_at)
             return verdict
 
@@ -512,11 +510,6 @@ def _close_quietly(backend: BaseEmailBackend) -> None:
 
 def _pick(value: Any, setting: str) -> Any:
     return conf.get(setting) if value is None else value
-
-
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _ms(started: float) -> int:

@@ -64,7 +64,8 @@ def to_fields(message: EmailMessage) -> dict[str, Any]:
         (_text(f"{mimetype} alternative", content), mimetype)
         for content, mimetype in getattr(message, "alternatives", [])
     ]
-    if not _SUBTYPE.fullmatch(str(message.content_subtype)):
+    subtype = str(message.content_subtype)
+    if len(subtype) > SUBTYPE_LENGTH or not mime.SUBTYPE.fullmatch(subtype):
         raise InvalidMessage(f"{message.content_subtype!r} is not a MIME subtype")
 
     headers = {str(k): str(v) for k, v in message.extra_headers.items()}
@@ -132,12 +133,10 @@ _FORBIDDEN_IN_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 # What the outbox table and SMTP can carry.
 MESSAGE_ID_LENGTH = 255
-_SUBTYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,32}")
-# SMTP's limit on a line, in bytes without the CRLF (RFC 5321, 4.5.3.1.6).
-_LINE_LIMIT = 998
-# An ASCII header word longer than this cannot be folded under that limit.
+SUBTYPE_LENGTH = 32
+# An ASCII header word longer than this cannot be folded under SMTP's limit
+# on a line.
 _LONGEST_WORD = 900
-_SMTP_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _text(what: str, text: object, *, lines: bool = True) -> str:
@@ -149,21 +148,9 @@ def _text(what: str, text: object, *, lines: bool = True) -> str:
         raise InvalidMessage(f"the {what} must be text, not {type(text).__name__}")
     if "\x00" in text:
         raise InvalidMessage(f"the {what} holds a NUL character")
-    if not lines:
-        return text
-    # Django switches a part to quoted-printable when a line is too long, but
-    # counts lines the way str.splitlines() does, which also breaks at
-    # characters SMTP does not: such a line would go out whole, and be
-    # refused by the server for good.
-    # A line of at most a quarter of the limit in characters cannot pass it
-    # in bytes: most texts end here, cheaply.
-    if all(len(line) <= _LINE_LIMIT // 4 for line in _SMTP_LINE_END.split(text)):
-        return text
-    if any(len(line.encode()) > _LINE_LIMIT for line in text.splitlines()):
-        return text
-    if any(len(line.encode()) > _LINE_LIMIT for line in _SMTP_LINE_END.split(text)):
+    if lines and mime.too_long_for_smtp(text):
         raise InvalidMessage(
-            f"a line of the {what} is longer than {_LINE_LIMIT} bytes; break it "
+            f"a line of the {what} is longer than {mime.MAX_LINE} bytes; break it "
             "with a newline"
         )
     return text

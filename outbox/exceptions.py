@@ -7,6 +7,11 @@ for Django's own mail functions keeps working.
 from django.core.mail import BadHeaderError
 
 
+def one_line(exc: BaseException) -> str:
+    """``exc`` as its class and message on one line, for logs and rows."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 class OutboxError(Exception):
     """Base class of every outbox error."""
 

@@ -26,11 +26,11 @@ from django.core.mail import EmailMessage
 _SIMPLE_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
 # A MIME subtype: RFC 2045's token, without its special characters.
-_SUBTYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
+SUBTYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
 _MAX_HEADER_LINE = 78
-# RFC 5322's limit on a line; Django switches the body to quoted-printable
-# past it.
-_MAX_BODY_LINE = 998
+# The limit on a line, in bytes without the CRLF (RFC 5321 and 5322).
+MAX_LINE = 998
+# What ends a line for SMTP and for the generator.
 _LINE_END = re.compile(r"\r\n|\r|\n")
 # Headers the MIME structure sets; an extra header of these names is left to
 # Django, which would add it a second time.
@@ -40,6 +40,27 @@ _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to"}
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
+
+
+def quoted_by_django(text: str) -> bool:
+    """Whether Django sends ``text`` quoted-printable: a line is too long."""
+    return _over_the_limit(text.splitlines())
+
+
+def too_long_for_smtp(text: str) -> bool:
+    """Whether Django would send a line of ``text`` longer than SMTP allows.
+
+    Django counts lines the way str.splitlines() does, which also breaks at
+    characters SMTP does not (form feed, U+2028...): such a line is sent
+    whole, not quoted, and the server refuses it for good.
+    """
+    return not quoted_by_django(text) and _over_the_limit(_LINE_END.split(text))
+
+
+def _over_the_limit(lines: Iterable[str]) -> bool:
+    # A line of at most a quarter of the limit in characters cannot pass it
+    # in bytes, so most lines are never encoded.
+    return any(len(ln) > MAX_LINE // 4 and len(ln.encode()) > MAX_LINE for ln in lines)
 
 
 def plain_address(address: str) -> str | None:
@@ -136,16 +157,14 @@ def _common_headers(
 
 def _text_part(text: object, subtype: str) -> tuple[list[str], bytes] | None:
     """Headers and body of a text part as Django writes it, or None."""
-    if not isinstance(text, str) or not _SUBTYPE.fullmatch(subtype):
+    if not isinstance(text, str) or not SUBTYPE.fullmatch(subtype):
         return None
     try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: Django's path handles them
         return None
-    if any(len(line.encode()) > _MAX_BODY_LINE for line in text.splitlines()):
-        return None  # Django would switch to quoted-printable
-    if any(len(line.encode()) > _MAX_BODY_LINE for line in _LINE_END.split(text)):
-        return None  # Django would not, and send a line too long for SMTP
+    if quoted_by_django(text) or too_long_for_smtp(text):
+        return None
     head = [
         f'Content-Type: text/{subtype}; charset="utf-8"',
         "MIME-Version: 1.0",

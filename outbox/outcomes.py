@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import OperationalError, connections, transaction
 
+from outbox.exceptions import one_line
 from outbox.models import OutboxAttempt, OutboxMessage
 from outbox.reconnect import with_reconnect
 
@@ -87,7 +88,7 @@ class OutcomeWriter:
             connection = self._send(outcome)
         except OperationalError as exc:
             logger.warning(
-                "outbox.outcome_send_failed row=%s error=%s", row.id, _one_line(exc)
+                "outbox.outcome_send_failed row=%s error=%s", row.id, one_line(exc)
             )
             outcome.settled(self._write_again(outcome))
             return
@@ -112,7 +113,7 @@ class OutcomeWriter:
             logger.warning(
                 "outbox.outcome_unanswered row=%s error=%s",
                 outcome.row.id,
-                _one_line(exc),
+                one_line(exc),
             )
             _cancel(connection)
             written = self._write_again(outcome)
@@ -219,11 +220,7 @@ def _cancel(connection: Any) -> None:
     try:
         connection.cancel_safe(timeout=5)
     except (psycopg.Error, OSError) as exc:
-        logger.warning("outbox.outcome_cancel_failed error=%s", _one_line(exc))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+        logger.warning("outbox.outcome_cancel_failed error=%s", one_line(exc))
 
 
 def _collect(connection: Any) -> bool:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from outbox.checks import check_outbox_settings
 from outbox.claim import worker_name
 from outbox.dispatch import Dispatcher, RunReport
+from outbox.exceptions import one_line
 from outbox.models import OutboxMessage, RunOutcome
 from outbox.runs import record_run
 from outbox.watch import Watcher
@@ -76,7 +77,7 @@ class Command(BaseCommand):
                 report = dispatcher.run_once()
             except DatabaseError as exc:
                 raise CommandError(
-                    f"the database failed during the run: {_one_line(exc)}",
+                    f"the database failed during the run: {one_line(exc)}",
                     returncode=1,
                 ) from exc
         self._report(report)
@@ -102,10 +103,6 @@ class Command(BaseCommand):
 
     def _report(self, report: RunReport) -> None:
         self.stdout.write(report.summary())
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no detail'}"
 
 
 def _record_refusal(started_at: datetime, reason: str) -> None:
